@@ -173,14 +173,14 @@ class GraphStore:
             torch.arange(len(index), device=self.device), n_nodes, output_size=n_total
         )
         return FastBatch(
-            z=self.z[node_idx],
-            pos=self.pos[node_idx],
-            lattice=self.lattice[index],
-            edge_index=self.edge_index[:, edge_idx] + offset,
-            edge_vec=self.edge_vec[edge_idx],
-            edge_dist=self.edge_dist[edge_idx],
-            y=self.y[index],
-            natoms=self.natoms[index],
+            z=self.z.index_select(0, node_idx),
+            pos=self.pos.index_select(0, node_idx),
+            lattice=self.lattice.index_select(0, index),
+            edge_index=self.edge_index.index_select(1, edge_idx) + offset,
+            edge_vec=self.edge_vec.index_select(0, edge_idx),
+            edge_dist=self.edge_dist.index_select(0, edge_idx),
+            y=self.y.index_select(0, index),
+            natoms=self.natoms.index_select(0, index),
             batch=graph_of_node,
             ptr=ptr,
             num_graphs=len(index),

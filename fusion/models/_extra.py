@@ -7,8 +7,6 @@ its own; the architectures import what they need from here.
 from __future__ import annotations
 
 import functools
-import itertools
-import math
 import warnings
 from typing import Any
 
@@ -115,25 +113,6 @@ class AtomEmbedding(nn.Module):
         return self.lin(self.desc[z]) + self.table(z)
 
 
-def mlp(dims: list[int], act: type[nn.Module] = nn.SiLU, last_act: bool = False) -> nn.Sequential:
-    """Build a multilayer perceptron.
-
-    Args:
-        dims: Layer widths, input first, e.g. ``[64, 128, 64]``.
-        act: Activation class placed between layers. Defaults to ``nn.SiLU``.
-        last_act: Whether to end with an activation too. Defaults to False.
-
-    Returns:
-        The ``nn.Sequential``.
-    """
-    layers: list[nn.Module] = []
-    for k, (a, b) in enumerate(itertools.pairwise(dims)):
-        layers.append(nn.Linear(a, b))
-        if k < len(dims) - 2 or last_act:
-            layers.append(act())
-    return nn.Sequential(*layers)
-
-
 class RBFEmbedding(nn.Module):
     """Gaussian expansion of a scalar followed by a linear map.
 
@@ -156,19 +135,6 @@ class RBFEmbedding(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Embed ``x`` of shape ``[...]`` into ``[..., out_dim]``."""
         return self.act(self.lin(gaussian_expansion(x, self.start, self.stop, self.num)))
-
-
-def cosine_cutoff(dist: Tensor, cutoff: float) -> Tensor:
-    """Smooth envelope ``0.5 (cos(pi d / cutoff) + 1)`` for ``d < cutoff``, else 0.
-
-    Args:
-        dist: Distances ``[E]``.
-        cutoff: Radius where the envelope reaches zero.
-
-    Returns:
-        ``[E]`` weights in ``[0, 1]``.
-    """
-    return 0.5 * (torch.cos(math.pi * dist / cutoff) + 1.0) * (dist < cutoff).to(dist.dtype)
 
 
 def symlog(x: Tensor) -> Tensor:
@@ -196,8 +162,3 @@ def scatter_first_argmax(values: Tensor, index: Tensor, dim_size: int, mask: Ten
     pos = torch.where(is_best, pos, torch.full_like(pos, len(values)))
     out = torch.full((dim_size,), len(values), dtype=torch.long, device=values.device)
     return out.scatter_reduce(0, index, pos, reduce="amin", include_self=True)
-
-
-def mean_pool(h: Tensor, batch_vec: Tensor, num_graphs: int) -> Tensor:
-    """Average node features per graph: ``[N, F] -> [B, F]``."""
-    return scatter(h, batch_vec, dim=0, dim_size=num_graphs, reduce="mean")

@@ -62,9 +62,11 @@ class EdgeGatedGraphConv(nn.Module):
             edge_index: ``[2, E]``, row 0 source, row 1 target.
         """
         src, dst = edge_index
-        m = self.src_gate(h)[src] + self.dst_gate(h)[dst] + self.edge_gate(e)
+        m = self.src_gate(h).index_select(0, src) + self.dst_gate(h).index_select(0, dst) + self.edge_gate(e)
         sigma = torch.sigmoid(m)
-        num = scatter(sigma * self.dst_update(h)[src], dst, dim=0, dim_size=h.size(0), reduce="sum")
+        num = scatter(
+            sigma * self.dst_update(h).index_select(0, src), dst, dim=0, dim_size=h.size(0), reduce="sum"
+        )
         den = scatter(sigma, dst, dim=0, dim_size=h.size(0), reduce="sum")
         x = self.src_update(h) + num / (den + self.eps)
         h = h + self.act(self.bn_nodes(x))

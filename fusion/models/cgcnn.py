@@ -49,7 +49,13 @@ class CGConv(nn.Module):
             New atom features ``[N, F]``.
         """
         j, i = edge_index[0], edge_index[1]
-        gated = self.lin_centre(x)[i] + self.lin_nbr(x)[j] + self.lin_edge(edge_fea)
+        # index_select, not x[i]: its backward is index_add_, several times faster on CPU
+        # than the index_put_ that advanced indexing back-propagates through.
+        gated = (
+            self.lin_centre(x).index_select(0, i)
+            + self.lin_nbr(x).index_select(0, j)
+            + self.lin_edge(edge_fea)
+        )
         filt, core = self.bn_edge(gated).chunk(2, dim=-1)
         msg = torch.sigmoid(filt) * F.softplus(core)
         agg = sum_to_nodes(msg, i, x.shape[0])

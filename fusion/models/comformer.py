@@ -11,8 +11,9 @@ from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
 from fusion.graphs import gaussian_expansion
-from fusion.models._extra import AtomEmbedding, RBFEmbedding, graph_index, mean_pool
+from fusion.models._extra import AtomEmbedding, RBFEmbedding, graph_index
 from fusion.models.base import CrystalModel, register
+from fusion.models.layers import mean_pool
 
 
 class NodeTransformer(nn.Module):
@@ -44,8 +45,8 @@ class NodeTransformer(nn.Module):
     def forward(self, h: Tensor, edge_index: Tensor, e: Tensor) -> Tensor:
         """Return updated node features ``[N, hidden]``."""
         src, dst = edge_index
-        q = self.q(h)[dst].view(-1, self.heads, self.hidden)
-        kv = self.kv_dst(h)[dst] + self.kv_src(h)[src] + self.kv_edge(e)
+        q = self.q(h).index_select(0, dst).view(-1, self.heads, self.hidden)
+        kv = self.kv_dst(h).index_select(0, dst) + self.kv_src(h).index_select(0, src) + self.kv_edge(e)
         k, v = kv.view(-1, self.heads, 2 * self.hidden).chunk(2, -1)
         gate = torch.sigmoid(self.ln(q * k / math.sqrt(self.hidden)))
         msg = (gate * self.v_mix(v)).flatten(1)

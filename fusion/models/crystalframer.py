@@ -11,8 +11,9 @@ from torch import Tensor, nn
 from torch_geometric.utils import scatter, softmax
 
 from fusion.graphs import gaussian_expansion
-from fusion.models._extra import AtomEmbedding, graph_index, mean_pool, mlp, scatter_first_argmax
+from fusion.models._extra import AtomEmbedding, graph_index, scatter_first_argmax
 from fusion.models.base import CrystalModel, register
+from fusion.models.layers import mean_pool, mlp
 
 #: Edges whose direction is within this |cosine| of the first axis cannot give the second.
 _COLINEAR = 0.99
@@ -45,12 +46,12 @@ def max_frames(weight: Tensor, edge_vec: Tensor, dst: Tensor, num_nodes: int) ->
     """
     unit = F.normalize(edge_vec, dim=-1)
     mu = scatter(weight.unsqueeze(-1) * edge_vec, dst, dim=0, dim_size=num_nodes, reduce="sum")
-    tilt = (unit * mu[dst]).sum(-1) / (mu.norm(dim=-1)[dst] + 1.0)
+    tilt = (unit * mu.index_select(0, dst)).sum(-1) / (mu.norm(dim=-1).index_select(0, dst) + 1.0)
     key = weight * (1.0 + _TIE_BREAK * tilt)
     n_edges = len(weight)
     pad = torch.cat([unit, unit.new_tensor([[1.0, 0.0, 0.0]])])  # entry E = fallback direction
     first = pad[scatter_first_argmax(key, dst, num_nodes)]
-    cos = (unit * first[dst]).sum(-1)
+    cos = (unit * first.index_select(0, dst)).sum(-1)
     second_idx = scatter_first_argmax(key, dst, num_nodes, mask=cos.abs() < _COLINEAR)
     second = pad[second_idx]
     # Fallback (all neighbours colinear, e.g. a 1-D chain): any axis orthogonal to the first.
@@ -90,10 +91,10 @@ class FramedAttention(nn.Module):
         self.ln1 = nn.LayerNorm(hidden)
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.sigma = nn.Linear(hidden, heads)
-        self.psi = mlp([4 * num_rbf, hidden, hidden])
+        self.psi = mlp([4 * num_rbf, hidden, hidden], nn.SiLU, last_activation=False)
         self.out = nn.Linear(hidden, hidden)
         self.ln2 = nn.LayerNorm(hidden)
-        self.ff = mlp([hidden, 2 * hidden, hidden])
+        self.ff = mlp([hidden, 2 * hidden, hidden], nn.SiLU, last_activation=False)
 
     def forward(self, h: Tensor, edge_index: Tensor, edge_vec: Tensor, edge_dist: Tensor) -> Tensor:
         """Return updated atom features ``[N, hidden]``."""
@@ -102,12 +103,14 @@ class FramedAttention(nn.Module):
         x = self.ln1(h)
         q, k, v = self.qkv(x).view(n, 3, self.heads, self.d).unbind(1)
         sigma = 0.5 + F.softplus(self.sigma(x))  # [N, H] Å; lower bound keeps decay finite
-        score = (q[dst] * k[src]).sum(-1) / math.sqrt(self.d) - edge_dist.unsqueeze(-1) ** 2 / (
-            2.0 * sigma[dst] ** 2
-        )
+        score = (q.index_select(0, dst) * k.index_select(0, src)).sum(-1) / math.sqrt(
+            self.d
+        ) - edge_dist.unsqueeze(-1) ** 2 / (2.0 * sigma.index_select(0, dst) ** 2)
         alpha = softmax(score, dst, num_nodes=n)  # [E, H]
         frames = max_frames(alpha.mean(-1).detach(), edge_vec, dst, n)
-        coords = torch.einsum("eab,eb->ea", frames[dst], edge_vec)  # [E, 3] in the centre's frame
+        coords = torch.einsum(
+            "eab,eb->ea", frames.index_select(0, dst), edge_vec
+        )  # [E, 3] in the centre's frame
         feats = torch.cat(
             [
                 gaussian_expansion(coords, -self.cutoff, self.cutoff, self.num_rbf).flatten(1),
@@ -116,7 +119,7 @@ class FramedAttention(nn.Module):
             dim=-1,
         )
         psi = self.psi(feats).view(-1, self.heads, self.d)
-        msg = alpha.unsqueeze(-1) * (v[src] + psi)
+        msg = alpha.unsqueeze(-1) * (v.index_select(0, src) + psi)
         h = h + self.out(scatter(msg, dst, dim=0, dim_size=n, reduce="sum").flatten(1))
         return h + self.ff(self.ln2(h))
 

@@ -40,8 +40,8 @@ class AGATConv(nn.Module):
         """Return updated node features ``[N, hidden]``."""
         src, dst = edge_index
         node, edge = self.lin_node(h), self.lin_edge(e)
-        z_i = (node[dst] + edge).view(-1, self.heads, self.hidden)
-        z_j = (node[src] + edge).view(-1, self.heads, self.hidden)
+        z_i = (node.index_select(0, dst) + edge).view(-1, self.heads, self.hidden)
+        z_j = (node.index_select(0, src) + edge).view(-1, self.heads, self.hidden)
         logit = F.leaky_relu((torch.cat([z_i, z_j], dim=-1) * self.att).sum(-1), 0.2)
         alpha = softmax(logit, dst, num_nodes=h.shape[0])  # [E, heads]
         alpha = F.dropout(alpha, self.dropout, self.training)

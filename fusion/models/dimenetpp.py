@@ -169,7 +169,7 @@ class SphericalBasis(nn.Module):
         for ell in range(1, self.num_spherical - 1):
             legendre.append(((2 * ell + 1) * c * legendre[ell] - ell * legendre[ell - 1]) / (ell + 1))
         ylm = torch.stack(legendre[: self.num_spherical], dim=1) * self.ylm_norm  # [T, L]
-        out = radial[idx_kj] * ylm.unsqueeze(-1)
+        out = radial.index_select(0, idx_kj) * ylm.unsqueeze(-1)
         return out.reshape(-1, self.num_spherical * self.num_radial)
 
 
@@ -208,7 +208,13 @@ class EmbeddingBlock(nn.Module):
     def forward(self, z: Tensor, rbf: Tensor, src: Tensor, dst: Tensor) -> Tensor:
         """Return ``[E, hidden]`` messages."""
         h = self.emb(z)
-        return self.act(self.lin(torch.cat([h[src], h[dst], self.act(self.lin_rbf(rbf))], dim=-1)))
+        return self.act(
+            self.lin(
+                torch.cat(
+                    [h.index_select(0, src), h.index_select(0, dst), self.act(self.lin_rbf(rbf))], dim=-1
+                )
+            )
+        )
 
 
 class InteractionPPBlock(nn.Module):
@@ -260,7 +266,7 @@ class InteractionPPBlock(nn.Module):
         x_ji = self.act(self.lin_ji(m))
         x_kj = self.act(self.lin_kj(m)) * self.lin_rbf(rbf)
         x_kj = self.act(self.lin_down(x_kj))
-        x_kj = x_kj[idx_kj] * self.lin_sbf(sbf)
+        x_kj = x_kj.index_select(0, idx_kj) * self.lin_sbf(sbf)
         x_kj = scatter(x_kj, idx_ji, dim=0, dim_size=m.size(0), reduce="sum")
         h = x_ji + self.act(self.lin_up(x_kj))
         h = self.act(self.lin_skip(self.before(h))) + m

@@ -65,10 +65,10 @@ class MatformerConv(nn.Module):
         k = self.lin_key(h).view(shape)
         v = self.lin_value(h).view(shape)
         e = self.lin_edge(e).view(shape)
-        q_i = q[dst].repeat(1, 1, 3)
-        key = torch.cat([k[dst], k[src], e], dim=-1)
+        q_i = q.index_select(0, dst).repeat(1, 1, 3)
+        key = torch.cat([k.index_select(0, dst), k.index_select(0, src), e], dim=-1)
         alpha = q_i * key / math.sqrt(3 * self.dim)  # [E, H, 3d]
-        msg = self.lin_msg(torch.cat([v[dst], v[src], e], dim=-1))
+        msg = self.lin_msg(torch.cat([v.index_select(0, dst), v.index_select(0, src), e], dim=-1))
         if self.attention == "sigmoid":
             msg = msg * torch.sigmoid(self.norm_alpha(alpha))
         else:

@@ -49,7 +49,9 @@ class MEGNetBlock(nn.Module):
             v, e, u = self.pre[0](v), self.pre[1](e), self.pre[2](u)
         j, i = batch.edge_index[0], batch.edge_index[1]
         n_graphs = batch.num_graphs
-        e_new = self.phi_e(torch.cat([v[j], v[i], e, u[edge_graph]], dim=-1))
+        e_new = self.phi_e(
+            torch.cat([v.index_select(0, j), v.index_select(0, i), e, u.index_select(0, edge_graph)], dim=-1)
+        )
         e_to_atom = scatter(e_new, i, dim=0, dim_size=v.shape[0], reduce="mean")
         v_new = self.phi_v(torch.cat([e_to_atom, v, u[batch.batch]], dim=-1))
         u_new = self.phi_u(

@@ -11,8 +11,9 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 from torch_geometric.utils import scatter
 
-from fusion.models._extra import AtomEmbedding, RBFEmbedding, graph_index, mean_pool, symlog
+from fusion.models._extra import AtomEmbedding, RBFEmbedding, graph_index, symlog
 from fusion.models.base import CrystalModel, register
+from fusion.models.layers import mean_pool
 
 #: Relative accuracy of the Ewald real- and reciprocal-space truncation (erfc(x) ~ 1e-5 at 3.1).
 _EWALD_X = 3.2
@@ -223,7 +224,9 @@ class PotConv(nn.Module):
     def forward(self, h: Tensor, edge_index: Tensor, e: Tensor) -> Tensor:
         """Return the aggregated update ``[N, hidden]`` (no residual)."""
         src, dst = edge_index
-        gate, msg = (self.lin_dst(h)[dst] + self.lin_src(h)[src] + self.lin_edge(e)).chunk(2, dim=-1)
+        gate, msg = (
+            self.lin_dst(h).index_select(0, dst) + self.lin_src(h).index_select(0, src) + self.lin_edge(e)
+        ).chunk(2, dim=-1)
         agg = scatter(torch.sigmoid(gate) * F.softplus(msg), dst, dim=0, dim_size=h.shape[0], reduce="sum")
         return self.bn(agg)
 

@@ -48,7 +48,7 @@ class Interaction(nn.Module):
         """Return the residual update ``v`` for atom features ``x`` ``[N, F]``."""
         j, i = edge_index[0], edge_index[1]
         w = self.filter_net(rbf) * envelope.unsqueeze(-1)
-        msg = self.in2f(x)[j] * w
+        msg = self.in2f(x).index_select(0, j) * w
         return self.f2out(sum_to_nodes(msg, i, x.shape[0]))
 
 

@@ -10,8 +10,9 @@ from torch import Tensor, nn
 from torch_geometric.utils import scatter, softmax
 
 from fusion.graphs import gaussian_expansion
-from fusion.models._extra import AtomEmbedding, cosine_cutoff, graph_index, mean_pool, mlp
+from fusion.models._extra import AtomEmbedding, graph_index
 from fusion.models.base import CrystalModel, register
+from fusion.models.layers import cosine_cutoff, mean_pool, mlp
 
 _S3, _S15 = math.sqrt(3.0), math.sqrt(15.0)
 
@@ -106,11 +107,11 @@ class EquivariantAttention(nn.Module):
         if channels % heads:
             raise ValueError("heads must divide channels")
         self.c, self.heads, self.num_rbf, self.cutoff = channels, heads, num_rbf, cutoff
-        self.radial = mlp([num_rbf, channels, self.PATHS * channels])
+        self.radial = mlp([num_rbf, channels, self.PATHS * channels], nn.SiLU, last_activation=False)
         self.src_s = nn.Linear(channels, channels)
         self.dst_s = nn.Linear(channels, channels, bias=False)
         self.src_v = VecLinear(channels, channels)
-        self.att = mlp([2 * channels, channels, heads])
+        self.att = mlp([2 * channels, channels, heads], nn.SiLU, last_activation=False)
         self.out_s = nn.Linear(2 * channels, channels)
         self.out_v = VecLinear(channels, channels)
 
@@ -125,8 +126,10 @@ class EquivariantAttention(nn.Module):
         w = self.radial(gaussian_expansion(edge_dist, 0.0, self.cutoff, self.num_rbf)) * env
         w_ss, w_vs, w_sv, w_vv, w_vx, w_v2 = w.chunk(self.PATHS, dim=-1)  # each [E, C]
 
-        sj = self.src_s(s)[src] + self.dst_s(s)[dst]  # invariant, conditioned on the centre
-        vj = self.src_v(v)[src]  # [E, C, 3]
+        sj = self.src_s(s).index_select(0, src) + self.dst_s(s).index_select(
+            0, dst
+        )  # invariant, conditioned on the centre
+        vj = self.src_v(v).index_select(0, src)  # [E, C, 3]
         y1c = y1.unsqueeze(1)  # [E, 1, 3]
         dot = (vj * y1c).sum(-1, keepdim=True)  # 1x1->0: v_j . Y1
         cross = torch.stack(  # 1x1->1: v_j x Y1, written out (cheaper than linalg.cross)
@@ -166,7 +169,7 @@ class GatedFeedForward(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.mlp = mlp([2 * channels, 2 * channels, 2 * channels])
+        self.mlp = mlp([2 * channels, 2 * channels, 2 * channels], nn.SiLU, last_activation=False)
         self.vlin = VecLinear(channels, channels)
 
     def forward(self, s: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
@@ -243,7 +246,7 @@ class SODNet(CrystalModel):
         )
         self.ff_norms = nn.ModuleList(EquivariantNorm(channels) for _ in range(layers))
         self.ffs = nn.ModuleList(GatedFeedForward(channels) for _ in range(layers))
-        self.readout = mlp([2 * channels, channels, channels], last_act=True)
+        self.readout = mlp([2 * channels, channels, channels], nn.SiLU)
 
     def embed(self, batch: Any) -> Tensor:
         """Return crystal embeddings ``[B, channels]``."""
