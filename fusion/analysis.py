@@ -206,7 +206,9 @@ def save_csv(df: pd.DataFrame, path: str | Path) -> Path:
 def _figure(n_panels: int, ncols: int = 3) -> tuple[Any, np.ndarray]:
     import matplotlib as mpl
 
-    mpl.use("Agg")
+    # Keep a notebook's inline backend (the book glues these figures); else no display.
+    if mpl.get_backend().lower() not in {"agg", "module://matplotlib_inline.backend_inline"}:
+        mpl.use("Agg")
     import matplotlib.pyplot as plt
 
     ncols = max(1, min(ncols, n_panels))
@@ -229,12 +231,19 @@ def _save(fig: Any, path: str | Path, dpi: int) -> Path:
     return path
 
 
-def plot_mae_vs_ratio(summary: pd.DataFrame, path: str | Path, dpi: int = 120) -> Path:
-    """Test MAE (mean ± std over seeds) against pruning ratio, one panel per dataset × arch."""
+def mae_curves_figure(summary: pd.DataFrame) -> Any:
+    """Test MAE (mean ± std over seeds) against pruning ratio, one panel per dataset × arch.
+
+    Args:
+        summary: :func:`aggregate` output (``dataset, arch, method, ratio, mean, std``).
+
+    Returns:
+        The matplotlib figure (FUSION drawn thicker).
+    """
     panels = list(summary.groupby(["dataset", "arch"], sort=True))
-    fig, axes = _figure(len(panels))
+    fig, axes = _figure(max(1, len(panels)))
     for ax, ((ds, arch), part) in zip(axes, panels, strict=False):
-        for method, m in part.groupby("method", sort=True):
+        for k, (method, m) in enumerate(part.groupby("method", sort=True)):
             curve = m.sort_values("ratio")
             ax.errorbar(
                 curve["ratio"],
@@ -244,10 +253,18 @@ def plot_mae_vs_ratio(summary: pd.DataFrame, path: str | Path, dpi: int = 120) -
                 ms=3,
                 capsize=2,
                 label=method,
+                color=f"C{k}",
+                lw=2.2 if method == "fusion" else 1,
             )
         ax.set(title=f"{ds} / {arch}", xlabel="fraction removed", ylabel="test MAE")
     axes[0].legend(fontsize=7)
-    return _save(fig, path, dpi)
+    fig.tight_layout()
+    return fig
+
+
+def plot_mae_vs_ratio(summary: pd.DataFrame, path: str | Path, dpi: int = 120) -> Path:
+    """Save :func:`mae_curves_figure` to ``path`` (PNG)."""
+    return _save(mae_curves_figure(summary), path, dpi)
 
 
 def plot_improvement(improvement: pd.DataFrame, path: str | Path, dpi: int = 120) -> Path:

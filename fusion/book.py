@@ -602,36 +602,6 @@ def main_table(
     return out
 
 
-def plot_mae_curves(summary: pd.DataFrame) -> Any:
-    """Test MAE (mean ± std over seeds) against pruning ratio, one panel per dataset × architecture."""
-    plt = _pyplot()
-    panels = list(summary.groupby(["dataset", "arch"], sort=True))
-    n = max(1, len(panels))
-    ncols = min(3, n)
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.3 * ncols, 3.3 * nrows), squeeze=False)
-    for ax in axes.flat[len(panels) :]:
-        ax.set_visible(False)
-    for ax, ((ds, arch), part) in zip(axes.flat, panels, strict=False):
-        for k, (method, m) in enumerate(part.groupby("method", sort=True)):
-            c = m.sort_values("ratio")
-            ax.errorbar(
-                c["ratio"],
-                c["mean"],
-                yerr=c["std"].fillna(0),
-                marker="o",
-                ms=3,
-                capsize=2,
-                label=method,
-                color=f"C{k}",
-                lw=2.2 if method == "fusion" else 1,
-            )
-        ax.set(title=f"{ds} / {arch}", xlabel="fraction removed", ylabel="test MAE")
-    axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
 def improvement_matrix(improvement: pd.DataFrame, method: str = "fusion") -> pd.DataFrame:
     """Mean improvement over the reference (%) of ``method`` per architecture (rows) and dataset (columns).
 
