@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import mean_predictor_mae
 from pymatgen.core import Lattice, Structure
 from scipy.special import spherical_jn
 from torch_geometric.data import Batch, Data
@@ -271,29 +272,6 @@ def test_sizes_and_registry():
 
 
 # ------------------------------------------------------------ short training
-def _perovskite_graphs(n: int = 300):
-    from fusion.data import load_dataset
-    from fusion.splits import random_split
-
-    ds = load_dataset("perov5_castelli", "heat_all", limit=n, progress=False)
-    by_id = {
-        i: structure_to_graph(s, y=float(t))
-        for i, s, t in zip(ds.ids, ds.structures, ds.targets, strict=True)
-    }
-    split = random_split(ds.ids, seed=0)
-    return tuple([by_id[i] for i in split[part]] for part in ("train", "val", "test"))
-
-
-@pytest.fixture(scope="module")
-def perovskites():
-    return _perovskite_graphs()
-
-
-def _mean_predictor_mae(train, test) -> float:
-    mu = torch.cat([g.y for g in train]).mean()
-    return float((torch.cat([g.y for g in test]) - mu).abs().mean())
-
-
 # Per model: epochs, batch size; lr 2e-3 for all (one-cycle). Test MAEs seen on
 # 300 perovskites (heat_all, split seed 0, training seeds 0 and 1), train-mean
 # predictor 0.523: dimenetpp 0.30 / 0.35, alignn 0.31 / 0.29, matformer 0.31 / 0.33.
@@ -302,30 +280,30 @@ TRAINING = [("dimenetpp", 15, 16), ("alignn", 12, 16), ("matformer", 20, 32)]
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "epochs", "batch_size"), TRAINING)
-def test_short_training_beats_mean_predictor(name, epochs, batch_size, perovskites):
+def test_short_training_beats_mean_predictor(name, epochs, batch_size, perovskite_splits):
     from fusion.train import TrainConfig, seed_everything, train
 
-    tr, va, te = perovskites
+    tr, va, te = perovskite_splits
     seed_everything(0)
     model = build_model(name, "cpu")
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=2e-3, seed=0, progress=False, device="cpu")
     result = train(model, tr, va, te, cfg)
-    baseline = _mean_predictor_mae(tr, te)
+    baseline = mean_predictor_mae(tr, te)
     print(f"{name}: test MAE {result.test_mae:.4f} vs train-mean predictor {baseline:.4f}")
     assert result.test_mae < 0.8 * baseline
 
 
 @pytest.mark.slow
-def test_alignn_evidential_surrogate_trains(perovskites):
+def test_alignn_evidential_surrogate_trains(perovskite_splits):
     # FUSION's surrogate: ALIGNN with the evidential head and the NIG loss.
     from fusion.train import TrainConfig, predict, seed_everything, train
 
-    tr, va, te = perovskites
+    tr, va, te = perovskite_splits
     seed_everything(0)
     model = build_model("alignn", "cpu", head="evidential")
     cfg = TrainConfig(epochs=12, batch_size=16, lr=2e-3, seed=0, progress=False, device="cpu")
     result = train(model, tr, va, te, cfg)
-    baseline = _mean_predictor_mae(tr, te)
+    baseline = mean_predictor_mae(tr, te)
     print(f"alignn evidential: test MAE {result.test_mae:.4f} vs mean {baseline:.4f}")
     assert result.test_mae < 0.85 * baseline
     out = predict(result.model, te, result.target_mean, result.target_std)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import mean_predictor_mae
 from pymatgen.core import Lattice, Structure
 from torch_geometric.data import Batch
 
@@ -17,7 +18,6 @@ from fusion.models import build_model
 from fusion.models.crystalframer import max_frames
 from fusion.models.potnet import attach_potential_sums, infinite_potential_sums
 from fusion.models.sodnet import _Y2_BASIS, real_spherical_harmonics
-from fusion.paths import dataset_file
 
 EXTRA = ["deepergatgnn", "potnet", "comformer", "sodnet", "crystalframer"]
 
@@ -232,29 +232,6 @@ def test_max_frames_are_rotation_equivariant(batch):
 
 
 # --------------------------------------------------------------------------- slow
-N_PEROVSKITES = 300
-
-
-def _load_perovskites():
-    from fusion.data import load_dataset
-    from fusion.splits import random_split
-
-    ds = load_dataset("perov5_castelli", "heat_all", limit=N_PEROVSKITES, progress=False)
-    graphs = {
-        i: structure_to_graph(s, y=float(t))
-        for i, s, t in zip(ds.ids, ds.structures, ds.targets, strict=True)
-    }
-    split = random_split(ds.ids, seed=0)
-    return tuple([graphs[i] for i in split[k]] for k in ("train", "val", "test"))
-
-
-@pytest.fixture(scope="module")
-def perovskite_splits():
-    if not dataset_file("perov5_castelli").exists():
-        pytest.skip("perov5_castelli data not pulled")
-    return _load_perovskites()
-
-
 TRAINING = {  # name: (epochs, peak lr); batch size 32 throughout
     "deepergatgnn": (25, 3e-3),
     "potnet": (25, 3e-3),
@@ -277,9 +254,7 @@ def fit(name: str, splits, epochs: int, lr: float, batch_size: int = 32, **overr
         epochs=epochs, batch_size=batch_size, lr=lr, seed=0, progress=False, patience=epochs, device="cpu"
     )
     result = train(model, train_g, val_g, test_g, cfg)
-    y_train = np.array([float(g.y) for g in train_g])
-    mae_mean = float(np.mean([abs(float(g.y) - y_train.mean()) for g in test_g]))
-    return float(result.test_mae), mae_mean, result
+    return float(result.test_mae), mean_predictor_mae(train_g, test_g), result
 
 
 @pytest.mark.slow
