@@ -835,6 +835,79 @@ def benchmark_table(name: str, folder: str | Path = "benchmarks/results") -> pd.
     return pd.DataFrame({"measure": list(flat), "value": [str(v) for v in flat.values()]})
 
 
+def _graphs_row(data: dict[str, Any], method: str, field: str) -> float | None:
+    rows = [r for r in data.get("results", []) if r["dataset"] == "perov5_castelli" and r["method"] == method]
+    return float(rows[0][field]) if rows else None
+
+
+def _selection_seconds(data: dict[str, Any], n: int) -> float | None:
+    rows = [r for r in data.get("fusion", []) if r["n"] == n]
+    return float(rows[0]["total_seconds"]) if rows else None
+
+
+#: The issues' acceptance targets: (benchmark, measure, target text, read value, passes).
+TARGETS: tuple[tuple[str, str, str, Any, Any], ...] = (
+    (
+        "graphs",
+        "perov5 graphs from CIF text, x cgcnn2 (wall)",
+        ">= 3x",
+        lambda d: _graphs_row(d, "fusion-cif", "speedup_wall"),
+        lambda v: v >= 3,
+    ),
+    (
+        "graphs",
+        "perov5 graphs from parsed structures per second (wall)",
+        ">= 2,000",
+        lambda d: _graphs_row(d, "fusion-structure", "per_s_wall"),
+        lambda v: v >= 2000,
+    ),
+    (
+        "fingerprints",
+        "whole mp_mtcgcnn SOAP, default compression, 2 cores (s)",
+        "< 300",
+        lambda d: d.get("mp_mtcgcnn_full_measured", {}).get("seconds"),
+        lambda v: v < 300,
+    ),
+    (
+        "selection",
+        "FUSION selection on 10^6 fingerprints (s)",
+        "< 300",
+        lambda d: _selection_seconds(d, 1_000_000),
+        lambda v: v < 300,
+    ),
+    (
+        "train_throughput",
+        "CGCNN training throughput, x cgcnn2",
+        ">= 1.5x",
+        lambda d: d.get("speedup_cgcnn"),
+        lambda v: v >= 1.5,
+    ),
+    (
+        "cgcnn_parity",
+        "CGCNN test MAE / cgcnn2's (mean over seeds)",
+        "<= 1.1",
+        lambda d: d.get("mean", {}).get("ratio"),
+        lambda v: v <= 1.1,
+    ),
+)
+
+
+def benchmark_targets(folder: str | Path = "benchmarks/results") -> pd.DataFrame:
+    """Each acceptance target with the measured value read from the benchmark JSON.
+
+    Returns:
+        ``benchmark``, ``measure``, ``target``, ``measured`` (rounded, or "not run")
+        and ``met`` ("yes", "no" or "–").
+    """
+    rows = []
+    for name, measure, target, read, passes in TARGETS:
+        value = read(read_json(Path(folder, f"{name}.json")))
+        met = "–" if value is None else ("yes" if passes(value) else "no")
+        shown = "not run" if value is None else f"{value:,.3g}" if value < 100 else f"{value:,.0f}"
+        rows.append({"benchmark": name, "measure": measure, "target": target, "measured": shown, "met": met})
+    return pd.DataFrame(rows)
+
+
 def glue_benchmarks(
     folder: str | Path = "benchmarks/results", names: Sequence[str] = BENCHMARKS
 ) -> pd.DataFrame:

@@ -10,6 +10,7 @@ Screenshots are written to ``build/screenshots/`` for a person to look at.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -148,6 +149,22 @@ def test_flatten_and_missing_benchmark(tmp_path):
     assert flat == {"a.b": 1, "a.c": "1, 2", "d[0].e": 3}
     table = book.benchmark_table("nothing_here", tmp_path)
     assert "not run yet" in table["value"].iloc[0]
+
+
+def test_benchmark_targets_read_values_and_judge_them(tmp_path):
+    (tmp_path / "train_throughput.json").write_text(json.dumps({"speedup_cgcnn": 1.2}))
+    (tmp_path / "selection.json").write_text(
+        json.dumps(
+            {"fusion": [{"n": 1_000_000, "total_seconds": 233.2}, {"n": 10_000, "total_seconds": 1.0}]}
+        )
+    )
+    table = book.benchmark_targets(tmp_path).set_index("benchmark")
+    assert table.loc["train_throughput", "met"] == "no"  # 1.2x is short of 1.5x
+    assert table.loc["train_throughput", "measured"] == "1.2"
+    assert table.loc["selection", "met"] == "yes"
+    assert table.loc["selection", "measured"] == "233"
+    assert table.loc["cgcnn_parity", "measured"] == "not run"
+    assert table.loc["cgcnn_parity", "met"] == "–"
 
 
 def test_plot_structures_draws_every_atom():
