@@ -2,7 +2,7 @@
 
 ``params.yaml`` is the active profile (the committed one is ``default``); the
 files in ``profiles/`` are complete params files (``smoke``: a few minutes on
-a laptop, ``default``: about an hour on 2 CPU cores, ``paper``: the paper's
+a laptop, ``default``: 1-2 hours on 2 CPU cores, ``paper``: the paper's
 protocol, GPU-scale). Usage, from the repository root::
 
     python -m fusion.profiles smoke      # then: dvc repro
