@@ -48,6 +48,51 @@ def aggregate(df: pd.DataFrame, by: Sequence[str] = KEYS, value: str = "test_mae
     return g.agg(mean="mean", std="std", n="count").reset_index()
 
 
+def mean_predictor_mae(targets: pd.Series, split: dict[str, Sequence[str]]) -> float:
+    """Test MAE of always predicting the mean target of the pool (train + val).
+
+    The floor a trained model has to beat: the unpruned runs train on this pool.
+
+    Args:
+        targets: Target per record id (index: id as str).
+        split: ``train``, ``val`` and ``test`` lists of ids.
+
+    Returns:
+        ``mean(|y_test - mean(y_pool)|)``.
+    """
+    index = targets.index.astype(str)
+    y = pd.Series(targets.to_numpy(dtype=float), index=index)
+    pool = [str(i) for i in (*split["train"], *split["val"])]
+    test = [str(i) for i in split["test"]]
+    return float(np.mean(np.abs(y.loc[test].to_numpy() - y.loc[pool].mean())))
+
+
+def mean_predictor_table(
+    records: dict[str, str | Path], splits: dict[tuple[str, int], str | Path]
+) -> pd.DataFrame:
+    """:func:`mean_predictor_mae` for every dataset and seed.
+
+    Args:
+        records: Dataset key -> ``records.csv`` of the prepare stage (``id``, ``target``).
+        splits: ``(dataset key, seed)`` -> split JSON of the prepare stage.
+
+    Returns:
+        ``dataset``, ``seed``, ``test_mae`` (one row per split).
+    """
+    targets = {
+        key: pd.read_csv(path, dtype={"id": str}).set_index("id")["target"] for key, path in records.items()
+    }
+    rows = [
+        {
+            "dataset": key,
+            "seed": seed,
+            "test_mae": mean_predictor_mae(targets[key], json.loads(Path(p).read_text())),
+        }
+        for (key, seed), p in sorted(splits.items())
+    ]
+    return pd.DataFrame(rows, columns=["dataset", "seed", "test_mae"])
+
+
 def improvement_over_reference(
     summary: pd.DataFrame, reference: str = "random", by: Sequence[str] = ("dataset", "arch", "ratio")
 ) -> pd.DataFrame:

@@ -566,6 +566,36 @@ def _fmt(mean: float, std: float) -> str:
     return f"{mean:.4g}" if not np.isfinite(std) else f"{mean:.4g} ± {std:.2g}"
 
 
+def reference_table(summary: pd.DataFrame, baseline: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Unpruned test MAE of every architecture beside the mean predictor's, per dataset.
+
+    Args:
+        summary: ``results/analysis/summary.csv``.
+        baseline: ``results/analysis/mean_predictor.csv`` (``dataset``, ``seed``, ``test_mae``).
+
+    Returns:
+        The display table (``dataset``, ``mean predictor``, one column per architecture,
+        each as mean over seeds and, in brackets, its ratio to the mean predictor) and
+        glue values: ``n_ref_cells`` (dataset × architecture pairs) and
+        ``n_ref_below`` (pairs more than 10 % below the mean predictor).
+    """
+    if summary.empty or baseline.empty:
+        return pd.DataFrame(), {"n_ref_cells": 0, "n_ref_below": 0}
+    floor = baseline.groupby("dataset")["test_mae"].mean()
+    full = summary[summary["ratio"] == 0].pivot_table(
+        index="dataset", columns="arch", values="mean", aggfunc="mean"
+    )
+    ratio = full.div(floor.reindex(full.index), axis=0)
+    table = pd.DataFrame(
+        {arch: [f"{m:.4g} ({r:.2f})" for m, r in zip(full[arch], ratio[arch], strict=True)] for arch in full},
+        index=full.index,
+    )
+    table.insert(0, "mean predictor", [f"{v:.4g}" for v in floor.reindex(full.index)])
+    table.columns.name = None
+    values = {"n_ref_cells": int(ratio.notna().sum().sum()), "n_ref_below": int((ratio < 0.9).sum().sum())}
+    return table.reset_index(), values
+
+
 def main_table(
     summary: pd.DataFrame, tests: pd.DataFrame, method: str = "fusion", reference: str = "random"
 ) -> pd.DataFrame:

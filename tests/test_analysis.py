@@ -105,3 +105,21 @@ def test_clusters_and_leave_one_cluster_out():
     assert folds == leave_one_cluster_out(ids, labels, seed=0, val_fraction=0.2)
     with pytest.raises(ValueError, match="n_clusters"):
         soap_clusters(X, 1)
+
+
+def test_mean_predictor_uses_pool_mean_on_test(tmp_path):
+    import json
+
+    targets = pd.Series([1.0, 3.0, 5.0, 10.0, 0.0], index=["a", "b", "c", "d", "e"])
+    split = {"train": ["a", "b"], "val": ["c"], "test": ["d", "e"]}
+    # Pool mean 3: |10 - 3| and |0 - 3| average to 5.
+    assert analysis.mean_predictor_mae(targets, split) == pytest.approx(5.0)
+    (tmp_path / "records.csv").write_text("id,target\na,1\nb,3\nc,5\nd,10\ne,0\n")
+    (tmp_path / "s0.json").write_text(json.dumps(split))
+    (tmp_path / "s1.json").write_text(json.dumps({"train": ["d"], "val": ["e"], "test": ["a"]}))
+    table = analysis.mean_predictor_table(
+        {"toy": tmp_path / "records.csv"},
+        {("toy", 1): tmp_path / "s1.json", ("toy", 0): tmp_path / "s0.json"},
+    )
+    assert table["seed"].tolist() == [0, 1]
+    assert table["test_mae"].tolist() == pytest.approx([5.0, 4.0])

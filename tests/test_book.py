@@ -167,6 +167,26 @@ def test_benchmark_targets_read_values_and_judge_them(tmp_path):
     assert table.loc["cgcnn_parity", "met"] == "–"
 
 
+def test_reference_table_sets_models_beside_the_mean_predictor():
+    summary = pd.DataFrame(
+        {
+            "dataset": ["d1", "d1", "d1", "d2"],
+            "arch": ["a", "b", "a", "a"],
+            "method": ["fusion", "fusion", "fusion", "fusion"],
+            "ratio": [0.0, 0.0, 0.4, 0.0],
+            "mean": [5.0, 9.5, 1.0, 2.0],
+        }
+    )
+    baseline = pd.DataFrame({"dataset": ["d1", "d1", "d2"], "seed": [0, 1, 0], "test_mae": [9.0, 11.0, 4.0]})
+    table, values = book.reference_table(summary, baseline)
+    row = table.set_index("dataset").loc["d1"]
+    assert row["mean predictor"] == "10"
+    assert row["a"] == "5 (0.50)"  # ratio 0 only: the 0.4 row is ignored
+    assert row["b"] == "9.5 (0.95)"
+    assert values == {"n_ref_cells": 3, "n_ref_below": 2}  # d1/b is within 10 %; d2/b does not exist
+    assert book.reference_table(pd.DataFrame(), baseline)[1] == {"n_ref_cells": 0, "n_ref_below": 0}
+
+
 def test_plot_structures_draws_every_atom():
     from pymatgen.core import Lattice, Structure
 
