@@ -93,6 +93,38 @@ def mean_predictor_table(
     return pd.DataFrame(rows, columns=["dataset", "seed", "test_mae"])
 
 
+def uncertainty_target_table(
+    records: dict[str, str | Path], scores: dict[tuple[str, int], str | Path]
+) -> pd.DataFrame:
+    """How strongly the surrogate's uncertainty ranks the pool by its target values.
+
+    A score that ranks structures by their target makes any prefix removal cut
+    one end of the target range, shifting the training distribution.
+
+    Args:
+        records: Dataset key -> ``records.csv`` of the prepare stage (``id``, ``target``).
+        scores: ``(dataset key, seed)`` -> uncertainty CSV (``id``, ``u_ale``, ``u_epi``, ``U``).
+
+    Returns:
+        ``dataset``, ``seed``, ``n`` and the Spearman correlations of the target
+        with ``u_ale``, ``u_epi`` and ``U``.
+    """
+    from scipy.stats import spearmanr
+
+    targets = {
+        key: pd.read_csv(path, dtype={"id": str}).set_index("id")["target"] for key, path in records.items()
+    }
+    rows = []
+    for (key, seed), path in sorted(scores.items()):
+        u = pd.read_csv(path, dtype={"id": str}).set_index("id")
+        y = targets[key].loc[u.index].to_numpy(dtype=float)
+        row: dict[str, Any] = {"dataset": key, "seed": seed, "n": len(u)}
+        for col in ("u_ale", "u_epi", "U"):
+            row[f"spearman_target_{col}"] = float(spearmanr(u[col], y).statistic)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def improvement_over_reference(
     summary: pd.DataFrame, reference: str = "random", by: Sequence[str] = ("dataset", "arch", "ratio")
 ) -> pd.DataFrame:

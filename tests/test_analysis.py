@@ -123,3 +123,17 @@ def test_mean_predictor_uses_pool_mean_on_test(tmp_path):
     )
     assert table["seed"].tolist() == [0, 1]
     assert table["test_mae"].tolist() == pytest.approx([5.0, 4.0])
+
+
+def test_uncertainty_target_table_ranks(tmp_path):
+    (tmp_path / "records.csv").write_text("id,target\na,1\nb,2\nc,3\nd,4\n")
+    # u_ale rises with the target, u_epi falls, U is unrelated to the order of either.
+    (tmp_path / "u.csv").write_text("id,u_ale,u_epi,U\na,0.1,4,0.5\nb,0.2,3,0.7\nc,0.3,2,0.4\nd,0.4,1,0.6\n")
+    table = analysis.uncertainty_target_table(
+        {"toy": tmp_path / "records.csv"}, {("toy", 0): tmp_path / "u.csv"}
+    )
+    row = table.iloc[0]
+    assert row["n"] == 4
+    assert row["spearman_target_u_ale"] == pytest.approx(1.0)
+    assert row["spearman_target_u_epi"] == pytest.approx(-1.0)
+    assert abs(row["spearman_target_U"]) < 1.0

@@ -128,7 +128,13 @@ def test_result_numbers_and_paper_table_label_quotes():
         }
     )
     optimal = pd.DataFrame(
-        {"dataset": ["a"] * 3, "seed": [0] * 3, "ratio": [0.0, 0.05, 0.1], "improvement_pct": [0.0, 3.0, 1.0]}
+        {
+            "dataset": ["a"] * 3,
+            "seed": [0] * 3,
+            "ratio": [0.0, 0.05, 0.1],
+            "test_mae": [1.0, 0.97, 0.99],
+            "improvement_pct": [0.0, 3.0, 1.0],
+        }
     )
     ood = pd.DataFrame({"method": ["fusion", "random"], "test_mae": [0.8, 1.0]})
     n = book.result_numbers(improvement, optimal, ood)
@@ -185,6 +191,24 @@ def test_reference_table_sets_models_beside_the_mean_predictor():
     assert row["b"] == "9.5 (0.95)"
     assert values == {"n_ref_cells": 3, "n_ref_below": 2}  # d1/b is within 10 %; d2/b does not exist
     assert book.reference_table(pd.DataFrame(), baseline)[1] == {"n_ref_cells": 0, "n_ref_below": 0}
+
+
+def test_uncertainty_target_summary_names_the_strongest_dataset_and_the_end_pruned_first():
+    table = pd.DataFrame(
+        {
+            "dataset": ["d1", "d1", "d2"],
+            "seed": [0, 1, 0],
+            "spearman_target_u_ale": [0.2, 0.4, 0.9],
+            "spearman_target_u_epi": [0.1, 0.1, 0.8],
+            "spearman_target_U": [-0.2, -0.4, -0.9],
+        }
+    )
+    shown, values = book.uncertainty_target_summary(table, sign=-1)
+    assert shown.set_index("dataset").loc["d1", "ρ(target, U_ale)"] == "+0.30"
+    assert values["rho_ale_max_dataset"] == "d2"
+    assert values["rho_ale_max"] == pytest.approx(0.9)
+    assert values["prefix_end"] == "large"
+    assert book.uncertainty_target_summary(table, sign=1)[1]["prefix_end"] == "small"
 
 
 def test_plot_structures_draws_every_atom():
