@@ -48,6 +48,13 @@ def aggregate(df: pd.DataFrame, by: Sequence[str] = KEYS, value: str = "test_mae
     return g.agg(mean="mean", std="std", n="count").reset_index()
 
 
+def _read_targets(records: dict[str, str | Path]) -> dict[str, pd.Series]:
+    """Target per record id (str index) of each dataset's prepare-stage ``records.csv``."""
+    return {
+        key: pd.read_csv(path, dtype={"id": str}).set_index("id")["target"] for key, path in records.items()
+    }
+
+
 def mean_predictor_mae(targets: pd.Series, split: dict[str, Sequence[str]]) -> float:
     """Test MAE of always predicting the mean target of the pool (train + val).
 
@@ -79,9 +86,7 @@ def mean_predictor_table(
     Returns:
         ``dataset``, ``seed``, ``test_mae`` (one row per split).
     """
-    targets = {
-        key: pd.read_csv(path, dtype={"id": str}).set_index("id")["target"] for key, path in records.items()
-    }
+    targets = _read_targets(records)
     rows = [
         {
             "dataset": key,
@@ -111,9 +116,7 @@ def uncertainty_target_table(
     """
     from scipy.stats import spearmanr
 
-    targets = {
-        key: pd.read_csv(path, dtype={"id": str}).set_index("id")["target"] for key, path in records.items()
-    }
+    targets = _read_targets(records)
     rows = []
     for (key, seed), path in sorted(scores.items()):
         u = pd.read_csv(path, dtype={"id": str}).set_index("id")
