@@ -283,14 +283,23 @@ def save_csv(df: pd.DataFrame, path: str | Path) -> Path:
 # ----------------------------------------------------------------------------- figures
 
 
-def _figure(n_panels: int, ncols: int = 3) -> tuple[Any, np.ndarray]:
+def pyplot() -> Any:
+    """``matplotlib.pyplot``, on the Agg backend unless a notebook's inline backend is active.
+
+    The inline backend is kept because the book glues these figures; anywhere
+    else nothing is displayed.
+    """
     import matplotlib as mpl
 
-    # Keep a notebook's inline backend (the book glues these figures); else no display.
     if mpl.get_backend().lower() not in {"agg", "module://matplotlib_inline.backend_inline"}:
         mpl.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _figure(n_panels: int, ncols: int = 3) -> tuple[Any, np.ndarray]:
+    plt = pyplot()
     ncols = max(1, min(ncols, n_panels))
     nrows = max(1, int(np.ceil(n_panels / ncols)))
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)

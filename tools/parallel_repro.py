@@ -77,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     blocked = {s: up.get(s, set()) & others for s, _ in chosen}
     blocked = {s: b for s, b in blocked.items() if b}
     if blocked:
-        for s, up in blocked.items():
+        for s, stale_up in blocked.items():
             print(
-                f"{s}: upstream stages are stale: {sorted(up)}; run `dvc repro` on them first",
+                f"{s}: upstream stages are stale: {sorted(stale_up)}; run `dvc repro` on them first",
                 file=sys.stderr,
             )
         return 2
