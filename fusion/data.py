@@ -50,6 +50,8 @@ DEFAULT_CUTOFF = 8.0
 DATASETS: dict[str, tuple[str, ...]] = {
     "matbench_jdft2d": ("exfoliation_energy",),
     "matbench_phonons": ("last_phdos_peak",),
+    "matbench_dielectric": ("n",),
+    "matbench_perovskites": ("e_form",),
     "perov5_castelli": ("heat_all", "heat_ref", "dir_gap", "ind_gap"),
     "mp_mtcgcnn": (
         "formation_energy_per_atom",
@@ -61,6 +63,37 @@ DATASETS: dict[str, tuple[str, ...]] = {
     "carbon24": ("energy_per_atom",),
     "c2db_2d_workfunction": ("work_function",),
 }
+
+#: Unit of each (dataset, target), as in the dataset's SOURCE.md.
+TARGET_UNITS: dict[tuple[str, str], str] = {
+    ("matbench_jdft2d", "exfoliation_energy"): "meV/atom",
+    ("matbench_phonons", "last_phdos_peak"): "cm⁻¹",
+    ("matbench_dielectric", "n"): "refractive index (dimensionless)",
+    ("matbench_perovskites", "e_form"): "eV/cell",
+    ("perov5_castelli", "heat_all"): "eV/cell",
+    ("perov5_castelli", "heat_ref"): "eV/cell",
+    ("perov5_castelli", "dir_gap"): "eV",
+    ("perov5_castelli", "ind_gap"): "eV",
+    ("mp_mtcgcnn", "formation_energy_per_atom"): "eV/atom",
+    ("mp_mtcgcnn", "band_gap"): "eV",
+    ("mp_mtcgcnn", "efermi"): "eV",
+    ("mp_mtcgcnn", "volume"): "Å³",
+    ("mp_mtcgcnn", "total_magnetization"): "μB/cell",
+    ("carbon24", "energy_per_atom"): "eV/atom",
+    ("c2db_2d_workfunction", "work_function"): "eV",
+}
+
+
+def target_unit(name: str, target: str) -> str:
+    """Unit of ``target`` of dataset ``name`` (from its SOURCE.md).
+
+    Raises:
+        DataError: If the dataset or target is unknown.
+    """
+    if (name, target) not in TARGET_UNITS:
+        raise DataError(f"no unit registered for target {target!r} of dataset {name!r}")
+    return TARGET_UNITS[(name, target)]
+
 
 SKIP_COLUMNS = ["id", "reason"]
 
