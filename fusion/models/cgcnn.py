@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from fusion.graphs import DEFAULT_CUTOFF
 from fusion.models.base import CrystalModel, register
-from fusion.models.layers import MAX_Z, GaussianBasis, mean_pool, sum_to_nodes
+from fusion.models.layers import PLAIN_TABLE_ROWS, GaussianBasis, mean_pool, sum_to_nodes
 
 
 class CGConv(nn.Module):
@@ -116,7 +116,7 @@ class CGCNN(CrystalModel):
         super().__init__(h_fea_len, head)
         num = round(cutoff / gaussian_step) + 1
         self.basis = GaussianBasis(0.0, cutoff, num, width=gaussian_step)
-        self.embedding = nn.Embedding(MAX_Z, atom_fea_len)
+        self.embedding = nn.Embedding(PLAIN_TABLE_ROWS, atom_fea_len)
         self.convs = nn.ModuleList(CGConv(atom_fea_len, num) for _ in range(n_conv))
         self.conv_to_fc = nn.Linear(atom_fea_len, h_fea_len)
         self.fcs = nn.ModuleList(nn.Linear(h_fea_len, h_fea_len) for _ in range(n_h - 1))

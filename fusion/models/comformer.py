@@ -11,9 +11,8 @@ from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
 from fusion.graphs import gaussian_expansion
-from fusion.models._extra import AtomEmbedding, RBFEmbedding, graph_index
 from fusion.models.base import CrystalModel, register
-from fusion.models.layers import mean_pool
+from fusion.models.layers import AtomEmbedding, RBFEmbedding, graph_index, mean_pool
 
 
 class NodeTransformer(nn.Module):
@@ -126,7 +125,7 @@ class ComFormer(CrystalModel):
     the three self-connecting periodic edges of each node, so our model is
     invariant to rotations and atom permutations but not to a change of lattice
     basis. The edge-wise layer attends over the three lattice tokens instead of
-    the paper's explicit angle/self-edge fusion. Atoms are embedded by :class:`~fusion.models._extra.AtomEmbedding` (a
+    the paper's explicit angle/self-edge fusion. Atoms are embedded by :class:`~fusion.models.layers.AtomEmbedding` (a
     learned per-element table plus a linear map of fixed group/period/block,
     electronegativity, radius and ionisation descriptors) instead of CGCNN's
     92-dimensional atom features.

@@ -11,15 +11,36 @@ from torch import Tensor, nn
 from torch_geometric.utils import scatter, softmax
 
 from fusion.graphs import gaussian_expansion
-from fusion.models._extra import AtomEmbedding, graph_index, scatter_first_argmax
 from fusion.models.base import CrystalModel, register
-from fusion.models.layers import mean_pool, mlp
+from fusion.models.layers import AtomEmbedding, graph_index, mean_pool, mlp
 
 #: Edges whose direction is within this |cosine| of the first axis cannot give the second.
 _COLINEAR = 0.99
 #: Relative weight of the direction-aware tie-break in the max-frame selection key:
 #: far above float32 noise, far below meaningful attention differences.
 _TIE_BREAK = 1e-3
+
+
+def scatter_first_argmax(values: Tensor, index: Tensor, dim_size: int, mask: Tensor | None = None) -> Tensor:
+    """Per group, the position of the largest value (lowest position on ties).
+
+    Args:
+        values: ``[E]`` scores.
+        index: ``[E]`` group of each entry (e.g. the centre atom of each edge).
+        dim_size: Number of groups.
+        mask: Optional ``[E]`` bool; entries with False are ignored.
+
+    Returns:
+        ``[dim_size]`` long positions into ``values``; ``len(values)`` for groups
+        with no (unmasked) entry.
+    """
+    vals = values if mask is None else values.masked_fill(~mask, float("-inf"))
+    best = scatter(vals, index, dim=0, dim_size=dim_size, reduce="max")
+    is_best = (vals == best[index]) & torch.isfinite(vals)
+    pos = torch.arange(len(values), device=values.device)
+    pos = torch.where(is_best, pos, torch.full_like(pos, len(values)))
+    out = torch.full((dim_size,), len(values), dtype=torch.long, device=values.device)
+    return out.scatter_reduce(0, index, pos, reduce="amin", include_self=True)
 
 
 def max_frames(weight: Tensor, edge_vec: Tensor, dst: Tensor, num_nodes: int) -> Tensor:
@@ -152,7 +173,7 @@ class CrystalFramer(CrystalModel):
     invariance holds only approximately (on ideal cubic perovskites a random
     rotation moved untrained cpu-size outputs by ~1e-3, 3 % of their spread;
     generic low-symmetry crystals are invariant to float precision); atoms are embedded by
-    :class:`~fusion.models._extra.AtomEmbedding` (learned table plus fixed element
+    :class:`~fusion.models.layers.AtomEmbedding` (learned table plus fixed element
     descriptors) instead of Crystalformer's learned atom-type embedding alone.
     The ``paper`` preset follows Crystalformer's size: width 128, 4 blocks,
     8 heads.

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.utils import scatter, softmax
 
-from fusion.models._extra import AtomEmbedding, RBFEmbedding, graph_index
 from fusion.models.base import CrystalModel, register
+from fusion.models.layers import AtomEmbedding, RBFEmbedding, graph_index
 
 
 class AGATConv(nn.Module):
@@ -90,7 +90,7 @@ class DeeperGATGNN(CrystalModel):
     (:class:`DiffGroupNorm`) and a residual skip connection, so that many layers
     can be stacked; a global attention pooling makes the crystal embedding.
 
-    Simplifications: atoms are embedded by :class:`~fusion.models._extra.AtomEmbedding` (a
+    Simplifications: atoms are embedded by :class:`~fusion.models.layers.AtomEmbedding` (a
     learned per-element table plus a linear map of fixed group/period/block,
     electronegativity, radius and ionisation descriptors) instead of CGCNN's
     92-dimensional atom features; edges carry a Gaussian

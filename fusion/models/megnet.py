@@ -11,7 +11,7 @@ from torch_geometric.utils import scatter
 
 from fusion.graphs import DEFAULT_CUTOFF
 from fusion.models.base import CrystalModel, register
-from fusion.models.layers import MAX_Z, GaussianBasis, ShiftedSoftplus, mean_pool, mlp
+from fusion.models.layers import PLAIN_TABLE_ROWS, GaussianBasis, ShiftedSoftplus, mean_pool, mlp
 
 
 class MEGNetBlock(nn.Module):
@@ -125,7 +125,7 @@ class MEGNet(CrystalModel):
     ) -> None:
         super().__init__(n2, head)
         self.state_dim = state_dim
-        self.embedding = nn.Embedding(MAX_Z, embed_dim)
+        self.embedding = nn.Embedding(PLAIN_TABLE_ROWS, embed_dim)
         self.basis = GaussianBasis(0.0, cutoff, n_rbf, width=rbf_width)
         self.pre_v = mlp([embed_dim, n1, n2])
         self.pre_e = mlp([n_rbf, n1, n2])

@@ -11,12 +11,16 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 from torch_geometric.utils import scatter
 
-from fusion.models._extra import AtomEmbedding, RBFEmbedding, graph_index, symlog
 from fusion.models.base import CrystalModel, register
-from fusion.models.layers import mean_pool
+from fusion.models.layers import AtomEmbedding, RBFEmbedding, graph_index, mean_pool
 
 #: Relative accuracy of the Ewald real- and reciprocal-space truncation (erfc(x) ~ 1e-5 at 3.1).
 _EWALD_X = 3.2
+
+
+def symlog(x: Tensor) -> Tensor:
+    """Signed logarithm ``sign(x) log(1 + |x|)``: compresses quantities spanning decades."""
+    return torch.sign(x) * torch.log1p(x.abs())
 
 
 def pair_potentials(r: Tensor, alpha: float) -> Tensor:
@@ -258,7 +262,7 @@ class PotNet(CrystalModel):
     Other simplifications: sums are recomputed at each forward pass unless the
     graphs carry them (:func:`attach_potential_sums`);
     each summed potential is compressed with ``symlog`` then Gaussian-expanded;
-    atoms are embedded by :class:`~fusion.models._extra.AtomEmbedding` (a
+    atoms are embedded by :class:`~fusion.models.layers.AtomEmbedding` (a
     learned per-element table plus a linear map of fixed group/period/block,
     electronegativity, radius and ionisation descriptors) instead of CGCNN's
     92-dimensional atom features;

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from fusion.graphs import DEFAULT_CUTOFF
 from fusion.models.base import CrystalModel, register
 from fusion.models.layers import (
-    MAX_Z,
+    PLAIN_TABLE_ROWS,
     GaussianBasis,
     ShiftedSoftplus,
     cosine_cutoff,
@@ -115,7 +115,7 @@ class SchNet(CrystalModel):
         super().__init__(hidden // 2, head)
         self.cutoff = cutoff
         self.readout = readout
-        self.embedding = nn.Embedding(MAX_Z, hidden)
+        self.embedding = nn.Embedding(PLAIN_TABLE_ROWS, hidden)
         self.basis = GaussianBasis(0.0, cutoff, n_rbf, width=1.0 / math.sqrt(gamma))
         self.interactions = nn.ModuleList(
             Interaction(hidden, n_filters, n_rbf) for _ in range(n_interactions)

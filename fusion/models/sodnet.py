@@ -10,9 +10,8 @@ from torch import Tensor, nn
 from torch_geometric.utils import scatter, softmax
 
 from fusion.graphs import gaussian_expansion
-from fusion.models._extra import AtomEmbedding, graph_index
 from fusion.models.base import CrystalModel, register
-from fusion.models.layers import cosine_cutoff, mean_pool, mlp
+from fusion.models.layers import AtomEmbedding, cosine_cutoff, graph_index, mean_pool, mlp
 
 _S3, _S15 = math.sqrt(3.0), math.sqrt(15.0)
 
@@ -209,7 +208,7 @@ class SODNet(CrystalModel):
     over MLP logits of invariant message parts, without Equiformer's nonlinear
     message variant; no occupancy-weighted embedding (ordered data only); it is
     SO(3)-invariant (rotations), not parity-aware, because of the cross-product
-    path; atoms are embedded by :class:`~fusion.models._extra.AtomEmbedding`
+    path; atoms are embedded by :class:`~fusion.models.layers.AtomEmbedding`
     (learned table plus fixed element descriptors) rather than SODNet's
     occupancy-weighted learned embedding. The ``paper`` preset takes
     Equiformer's scale (6 blocks, 128 channels, 4 heads); the ``cpu`` one has
