@@ -530,3 +530,101 @@ def select(
         scores=scores,
         ids=ids,
     )
+
+
+# ---------------------------------------------------------------- target-matched control
+
+
+def _quantile_edges(y: np.ndarray, n_bins: int) -> np.ndarray:
+    """The ``n_bins - 1`` inner quantile edges of ``y`` (np.quantile default method)."""
+    return np.quantile(y, np.arange(1, n_bins) / n_bins)
+
+
+def decile_edges(y: Sequence[float] | np.ndarray) -> np.ndarray:
+    """The 9 inner decile edges of a pool's targets.
+
+    Args:
+        y (array-like of float): The pool's targets (target units), 1-D, finite,
+            non-empty.
+
+    Returns:
+        np.ndarray: ``np.quantile(y, [0.1, 0.2, ..., 0.9])`` (default linear
+        method), ascending, shape (9,), target units.
+
+    Raises:
+        ValueError: If ``y`` is empty, not 1-D or holds NaN/inf.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim != 1 or len(y) == 0 or not np.all(np.isfinite(y)):
+        raise ValueError("y must be a non-empty 1-D array of finite values")
+    return _quantile_edges(y, 10)
+
+
+def decile_index(y: Sequence[float] | np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Decile (bin) of each target given ascending inner edges.
+
+    A value equal to an edge goes to the upper bin (``np.searchsorted`` with
+    ``side="right"``), so with :func:`decile_edges` bin 9 is exactly
+    ``y >= 90th percentile``, the top decile of :func:`fusion.stats.target_shift`.
+    Tied edges (many equal targets) leave the bins between them empty.
+
+    Args:
+        y (array-like of float): Targets to bin (target units).
+        edges (np.ndarray): Ascending inner edges, e.g. from :func:`decile_edges`.
+
+    Returns:
+        np.ndarray: int64 bin index per target, in ``0..len(edges)`` (0..9 for deciles).
+    """
+    return np.searchsorted(np.asarray(edges, dtype=np.float64), np.asarray(y, dtype=np.float64), side="right")
+
+
+def target_matched_random(
+    y: Sequence[float] | np.ndarray, reference_kept: np.ndarray, seed: int, n_bins: int = 10
+) -> np.ndarray:
+    """Random keep mask with the same per-quantile-bin counts as a reference keep.
+
+    The target-matched random control: it separates "which target range a
+    method keeps" from "which records within a range it keeps". The pool is
+    binned by its own target quantiles (deciles by default, tie rule of
+    :func:`decile_index`); in each bin, exactly as many records as
+    ``reference_kept`` keeps there are drawn uniformly without replacement.
+    Bins are visited in ascending order with one ``np.random.default_rng(seed)``,
+    so a seed fixes the subset. The kept set has the reference's size and
+    per-bin counts but is otherwise random.
+
+    Args:
+        y (array-like of float): The pool's targets (target units), 1-D, finite.
+        reference_kept (np.ndarray): Boolean keep mask of the reference selection
+            (e.g. FUSION's), aligned with ``y``.
+        seed (int): Seed for ``np.random.default_rng``.
+        n_bins (int): Number of equal-count quantile bins. Defaults to 10
+            (the bins of :func:`decile_edges`).
+
+    Returns:
+        np.ndarray: Boolean keep mask aligned with ``y``.
+
+    Raises:
+        ValueError: If ``y`` is not 1-D and finite, ``reference_kept`` is not a
+            boolean array of the same length, or ``n_bins < 1``.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    ref = np.asarray(reference_kept)
+    if y.ndim != 1 or not np.all(np.isfinite(y)):
+        raise ValueError("y must be a 1-D array of finite values")
+    if ref.dtype != bool:
+        raise ValueError(f"reference_kept must be a boolean mask, got dtype {ref.dtype}")
+    if ref.shape != y.shape:
+        raise ValueError(f"reference_kept shape {ref.shape} differs from y shape {y.shape}")
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    keep = np.zeros(len(y), dtype=bool)
+    if len(y) == 0:
+        return keep
+    bins = decile_index(y, _quantile_edges(y, n_bins))
+    rng = np.random.default_rng(seed)
+    for b in range(n_bins):
+        members = np.flatnonzero(bins == b)
+        # The reference keeps these from the same bin, so the count never exceeds it.
+        k = int(ref[members].sum())
+        keep[rng.permutation(members)[:k]] = True
+    return keep
