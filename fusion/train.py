@@ -388,6 +388,173 @@ def _save_atomic(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+# ----------------------------------------------------------------------------- steps
+
+
+def _standardisation(y_train: np.ndarray) -> tuple[float, float]:
+    """Training-target mean and standard deviation (1 for a single or constant target)."""
+    mean = float(y_train.mean())
+    std = float(y_train.std()) if len(y_train) > 1 and y_train.std() > 0 else 1.0
+    return mean, std
+
+
+def _fresh_state(model: nn.Module) -> dict[str, Any]:
+    """Progress of a run that has not trained yet (what checkpoints store as ``state``)."""
+    return {
+        "epoch": 0,
+        "best_val": math.inf,
+        "best_epoch": 0,
+        "best_state": _cpu_state(model),
+        "bad_epochs": 0,
+        "stopped": False,
+        "history": [],
+    }
+
+
+def _train_epoch(
+    model: nn.Module,
+    loader: GraphLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    loss_kind: str,
+    y_mean: Tensor,
+    y_std: Tensor,
+    evidential_coeff: float,
+) -> float:
+    """One pass over the training set, the schedule stepped every batch.
+
+    Args:
+        model: The model (set to training mode here).
+        loader: Shuffling loader of the training graphs.
+        optimizer: The AdamW optimiser.
+        scheduler: The one-cycle schedule.
+        loss_kind: ``"l1"``, ``"mse"`` or ``"evidential"``.
+        y_mean: Training-target mean (0-d tensor on the model's device).
+        y_std: Training-target standard deviation (0-d tensor on the model's device).
+        evidential_coeff: Weight of the evidence regulariser.
+
+    Returns:
+        Mean training loss per graph (standardised units).
+    """
+    model.train()
+    loss_sum = torch.zeros((), device=y_mean.device)
+    for batch in loader:
+        optimizer.zero_grad(set_to_none=True)
+        pred = model(batch)
+        loss = _loss(loss_kind, pred, (batch.y - y_mean) / y_std, evidential_coeff)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        loss_sum += loss.detach() * batch.num_graphs  # no host sync per batch
+    return float(loss_sum) / len(loader.graphs)
+
+
+def _record_validation(state: dict[str, Any], model: nn.Module, val_mae: float, patience: int) -> None:
+    """Count the epoch just trained, keep the best weights, and decide on early stopping.
+
+    Args:
+        state: Run progress (see :func:`_fresh_state`), updated in place.
+        model: The model after the epoch.
+        val_mae: Its validation MAE (target units).
+        patience: Epochs without a new best before stopping.
+    """
+    state["epoch"] += 1
+    if val_mae < state["best_val"]:
+        state.update(
+            best_val=val_mae,
+            best_epoch=state["epoch"],
+            best_state=_cpu_state(model),
+            bad_epochs=0,
+        )
+    else:
+        state["bad_epochs"] += 1
+        state["stopped"] = state["bad_epochs"] >= patience
+
+
+def _save_checkpoint(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    generator: torch.Generator,
+    state: dict[str, Any],
+    resume_keys: dict[str, Any],
+    n_train: int,
+    target_mean: float,
+    target_std: float,
+) -> None:
+    """Write everything a resumed run needs to continue bit-for-bit.
+
+    Args:
+        path: Checkpoint file (written atomically).
+        model: The model.
+        optimizer: The optimiser.
+        scheduler: The learning-rate schedule.
+        generator: The shuffling generator.
+        state: Run progress (see :func:`_fresh_state`).
+        resume_keys: Config fields a resumed run must share (``_RESUME_KEYS``).
+        n_train: Number of training graphs.
+        target_mean: Training-target mean.
+        target_std: Training-target standard deviation.
+    """
+    _save_atomic(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": _rng_state(generator),
+            "state": state,
+            "config": resume_keys,
+            "n_train": n_train,
+            "target_mean": target_mean,
+            "target_std": target_std,
+        },
+        path,
+    )
+
+
+def _resume(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    generator: torch.Generator,
+    resume_keys: dict[str, Any],
+    n_train: int,
+) -> dict[str, Any]:
+    """Restore model, optimiser, schedule and random generators from a checkpoint.
+
+    Args:
+        path: An existing checkpoint written by :func:`_save_checkpoint`.
+        model: The model, loaded in place.
+        optimizer: The optimiser, loaded in place.
+        scheduler: The learning-rate schedule, loaded in place.
+        generator: The shuffling generator, loaded in place.
+        resume_keys: Config fields of this run (``_RESUME_KEYS``).
+        n_train: Number of training graphs of this run.
+
+    Returns:
+        The saved run progress (see :func:`_fresh_state`).
+
+    Raises:
+        ValueError: If the checkpoint was written with another configuration or
+            training-set size.
+    """
+    # CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest.
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    if saved["config"] != resume_keys or saved["n_train"] != n_train:
+        raise ValueError(
+            f"checkpoint {path} was written with another configuration or training set: "
+            f"{saved['config']} (n_train={saved['n_train']}) vs {resume_keys} "
+            f"(n_train={n_train})"
+        )
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    _set_rng_state(saved["rng"], generator)
+    return saved["state"]
+
+
 # ----------------------------------------------------------------------------- API
 
 
@@ -437,8 +604,7 @@ def train(
     y_train, y_val = _targets(train_graphs), _targets(val_graphs)
     if not (np.isfinite(y_train).all() and np.isfinite(y_val).all()):
         raise ValueError("training and validation graphs need finite targets (graph.y)")
-    mean = float(y_train.mean())
-    std = float(y_train.std()) if len(y_train) > 1 and y_train.std() > 0 else 1.0
+    mean, std = _standardisation(y_train)
 
     model.to(device)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -453,31 +619,11 @@ def train(
         optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * len(train_loader)
     )
 
-    state: dict[str, Any] = {
-        "epoch": 0,
-        "best_val": math.inf,
-        "best_epoch": 0,
-        "best_state": _cpu_state(model),
-        "bad_epochs": 0,
-        "stopped": False,
-        "history": [],
-    }
+    state = _fresh_state(model)
     ckpt = Path(cfg.checkpoint_path) if cfg.checkpoint_path is not None else None
     resume_keys = {k: asdict(cfg)[k] for k in _RESUME_KEYS}
     if ckpt is not None and ckpt.exists():
-        # CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest.
-        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if saved["config"] != resume_keys or saved["n_train"] != len(train_graphs):
-            raise ValueError(
-                f"checkpoint {ckpt} was written with another configuration or training set: "
-                f"{saved['config']} (n_train={saved['n_train']}) vs {resume_keys} "
-                f"(n_train={len(train_graphs)})"
-            )
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        _set_rng_state(saved["rng"], generator)
-        state = saved["state"]
+        state = _resume(ckpt, model, optimizer, scheduler, generator, resume_keys, len(train_graphs))
 
     bar = tqdm(
         total=cfg.epochs,
@@ -489,32 +635,13 @@ def train(
     )
     try:
         while state["epoch"] < cfg.epochs and not state["stopped"]:
-            model.train()
             t0 = time.perf_counter()
-            loss_sum = torch.zeros((), device=device)
-            for batch in train_loader:
-                optimizer.zero_grad(set_to_none=True)
-                pred = model(batch)
-                loss = _loss(loss_kind, pred, (batch.y - y_mean) / y_std, cfg.evidential_coeff)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                loss_sum += loss.detach() * batch.num_graphs  # no host sync per batch
-            train_loss = float(loss_sum) / len(train_graphs)
+            train_loss = _train_epoch(
+                model, train_loader, optimizer, scheduler, loss_kind, y_mean, y_std, cfg.evidential_coeff
+            )
             train_seconds = time.perf_counter() - t0
-
             val_mae = _mae(model, val_loader, y_val, mean, std)
-            state["epoch"] += 1
-            if val_mae < state["best_val"]:
-                state.update(
-                    best_val=val_mae,
-                    best_epoch=state["epoch"],
-                    best_state=_cpu_state(model),
-                    bad_epochs=0,
-                )
-            else:
-                state["bad_epochs"] += 1
-                state["stopped"] = state["bad_epochs"] >= cfg.patience
+            _record_validation(state, model, val_mae, cfg.patience)
             record = {
                 "epoch": state["epoch"],
                 "train_loss": train_loss,
@@ -524,19 +651,17 @@ def train(
             }
             state["history"].append(record)
             if ckpt is not None:
-                _save_atomic(
-                    {
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "rng": _rng_state(generator),
-                        "state": state,
-                        "config": resume_keys,
-                        "n_train": len(train_graphs),
-                        "target_mean": mean,
-                        "target_std": std,
-                    },
+                _save_checkpoint(
                     ckpt,
+                    model,
+                    optimizer,
+                    scheduler,
+                    generator,
+                    state,
+                    resume_keys,
+                    len(train_graphs),
+                    mean,
+                    std,
                 )
             bar.update(1)
             bar.set_postfix(loss=f"{train_loss:.4f}", val_mae=f"{val_mae:.4g}")
