@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import pytest
 import torch
 from pymatgen.core import Lattice, Structure
@@ -40,11 +42,24 @@ def data_available() -> bool:
     return True
 
 
-@pytest.fixture(scope="session")
-def perovskite_splits() -> tuple[list, list, list]:
-    """Graphs of the first 300 perovskites (heat_all), split 70/15/15 with seed 0.
+class Splits(NamedTuple):
+    """Training, validation and test graphs (unpacks as ``train, val, test``)."""
 
-    The short real training runs of every architecture use these.
+    train: list
+    val: list
+    test: list
+
+
+def perovskite_graph_splits(limit: int) -> Splits:
+    """Graphs of the first ``limit`` perovskites (heat_all, eV/cell), split 70/15/15 with seed 0.
+
+    Skips the calling test when the data are not pulled.
+
+    Args:
+        limit: Number of perovskites read.
+
+    Returns:
+        The split graphs.
     """
     if not dataset_file("perov5_castelli").exists():
         pytest.skip("perov5_castelli data not pulled (run `dvc pull`)")
@@ -52,13 +67,50 @@ def perovskite_splits() -> tuple[list, list, list]:
     from fusion.graphs import structure_to_graph
     from fusion.splits import random_split
 
-    ds = load_dataset("perov5_castelli", "heat_all", limit=N_PEROVSKITES, progress=False)
+    ds = load_dataset("perov5_castelli", "heat_all", limit=limit, progress=False)
     graphs = {
         i: structure_to_graph(s, y=float(t))
         for i, s, t in zip(ds.ids, ds.structures, ds.targets, strict=True)
     }
     split = random_split(ds.ids, seed=0)
-    return tuple([graphs[i] for i in split[k]] for k in ("train", "val", "test"))
+    return Splits(*([graphs[i] for i in split[k]] for k in ("train", "val", "test")))
+
+
+@pytest.fixture(scope="session")
+def perovskite_splits() -> Splits:
+    """Graphs of the first 300 perovskites: the short real training runs of every architecture."""
+    return perovskite_graph_splits(N_PEROVSKITES)
+
+
+def short_training(
+    name: str,
+    splits: Splits,
+    *,
+    head: str = "scalar",
+    model_seed: int = 0,
+    overrides: dict[str, Any] | None = None,
+    **config: Any,
+) -> Any:
+    """Build a cpu-size architecture under a fixed seed and train it with :func:`fusion.train.train`.
+
+    Args:
+        name: Registry name of the architecture.
+        splits: Training, validation and test graphs.
+        head: ``"scalar"`` or ``"evidential"``. Defaults to ``"scalar"``.
+        model_seed: Seed of the model's initialisation. Defaults to 0.
+        overrides: Constructor arguments replacing the cpu preset's. Defaults to None.
+        **config: :class:`fusion.train.TrainConfig` fields; ``progress`` defaults to False.
+
+    Returns:
+        The :class:`fusion.train.TrainResult`.
+    """
+    from fusion.models import build_model
+    from fusion.train import TrainConfig, seed_everything, train
+
+    seed_everything(model_seed)
+    model = build_model(name, "cpu", head=head, **(overrides or {}))
+    train_g, val_g, test_g = splits
+    return train(model, train_g, val_g, test_g, TrainConfig(**{"progress": False, **config}))
 
 
 def mean_predictor_mae(train: list, test: list) -> float:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import mean_predictor_mae
+from conftest import mean_predictor_mae, short_training
 from pymatgen.core import Lattice, Structure
 from scipy.special import spherical_jn
 from torch_geometric.data import Batch, Data
@@ -281,13 +281,10 @@ TRAINING = [("dimenetpp", 15, 16), ("alignn", 12, 16), ("matformer", 20, 32)]
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "epochs", "batch_size"), TRAINING)
 def test_short_training_beats_mean_predictor(name, epochs, batch_size, perovskite_splits):
-    from fusion.train import TrainConfig, seed_everything, train
-
-    tr, va, te = perovskite_splits
-    seed_everything(0)
-    model = build_model(name, "cpu")
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=2e-3, seed=0, progress=False, device="cpu")
-    result = train(model, tr, va, te, cfg)
+    tr, _, te = perovskite_splits
+    result = short_training(
+        name, perovskite_splits, epochs=epochs, batch_size=batch_size, lr=2e-3, device="cpu"
+    )
     baseline = mean_predictor_mae(tr, te)
     print(f"{name}: test MAE {result.test_mae:.4f} vs train-mean predictor {baseline:.4f}")
     assert result.test_mae < 0.8 * baseline
@@ -296,13 +293,12 @@ def test_short_training_beats_mean_predictor(name, epochs, batch_size, perovskit
 @pytest.mark.slow
 def test_alignn_evidential_surrogate_trains(perovskite_splits):
     # FUSION's surrogate: ALIGNN with the evidential head and the NIG loss.
-    from fusion.train import TrainConfig, predict, seed_everything, train
+    from fusion.train import predict
 
-    tr, va, te = perovskite_splits
-    seed_everything(0)
-    model = build_model("alignn", "cpu", head="evidential")
-    cfg = TrainConfig(epochs=12, batch_size=16, lr=2e-3, seed=0, progress=False, device="cpu")
-    result = train(model, tr, va, te, cfg)
+    tr, _, te = perovskite_splits
+    result = short_training(
+        "alignn", perovskite_splits, head="evidential", epochs=12, batch_size=16, lr=2e-3, device="cpu"
+    )
     baseline = mean_predictor_mae(tr, te)
     print(f"alignn evidential: test MAE {result.test_mae:.4f} vs mean {baseline:.4f}")
     assert result.test_mae < 0.85 * baseline

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import mean_predictor_mae
+from conftest import Splits, mean_predictor_mae, short_training
 from pymatgen.core import Lattice, Structure
 from torch_geometric.data import Batch
 
@@ -241,26 +241,14 @@ TRAINING = {  # name: (epochs, peak lr); batch size 32 throughout
 }
 
 
-def fit(name: str, splits, epochs: int, lr: float, batch_size: int = 32, **overrides):
-    """Train a cpu-size model with fusion.train; return (test MAE, mean-predictor MAE, result)."""
-    from fusion.train import TrainConfig, seed_everything, train
-
-    train_g, val_g, test_g = splits
-    if name == "potnet":  # precompute the infinite sums once instead of every epoch
-        train_g, val_g, test_g = ([attach_potential_sums(g) for g in gs] for gs in splits)
-    seed_everything(0)
-    model = build_model(name, size="cpu", **overrides)
-    cfg = TrainConfig(
-        epochs=epochs, batch_size=batch_size, lr=lr, seed=0, progress=False, patience=epochs, device="cpu"
-    )
-    result = train(model, train_g, val_g, test_g, cfg)
-    return float(result.test_mae), mean_predictor_mae(train_g, test_g), result
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", EXTRA)
 def test_training_beats_mean_predictor(perovskite_splits, name):
     epochs, lr = TRAINING[name]
-    mae, mae_mean, result = fit(name, perovskite_splits, epochs, lr)
+    splits = perovskite_splits
+    if name == "potnet":  # precompute the infinite sums once instead of every epoch
+        splits = Splits(*([attach_potential_sums(g) for g in gs] for gs in splits))
+    result = short_training(name, splits, epochs=epochs, batch_size=32, lr=lr, patience=epochs, device="cpu")
+    mae, mae_mean = float(result.test_mae), mean_predictor_mae(splits.train, splits.test)
     print(f"{name}: test MAE {mae:.4f} vs mean predictor {mae_mean:.4f} ({result.seconds:.1f} s)")
     assert mae < 0.75 * mae_mean

@@ -7,36 +7,25 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import mean_predictor_mae
+from conftest import Splits, mean_predictor_mae, perovskite_graph_splits, short_training
 
-from fusion.data import load_dataset
-from fusion.graphs import structure_to_graph
 from fusion.models import build_model
-from fusion.splits import random_split
 from fusion.train import TrainConfig, TrainResult, predict, seed_everything, train
 
 
 @pytest.fixture(scope="module")
-def perov():
+def perov() -> Splits:
     """~300 perovskites (heat_all, eV/cell) split 70/15/15 with seed 0."""
-    ds = load_dataset("perov5_castelli", "heat_all", limit=400, progress=False)
-    graphs = {
-        i: structure_to_graph(s, y=float(y))
-        for i, s, y in zip(ds.ids, ds.structures, ds.targets, strict=True)
-    }
-    split = random_split(ds.ids, seed=0)
-    return {part: [graphs[i] for i in ids] for part, ids in split.items()}
+    return perovskite_graph_splits(400)
 
 
 def _y(graphs) -> np.ndarray:
     return np.array([float(g.y) for g in graphs])
 
 
-def _fit(name, data, head="scalar", model_seed=0, **cfg) -> TrainResult:
-    seed_everything(model_seed)
-    model = build_model(name, "cpu", head=head)
-    config = TrainConfig(**{"progress": False, "num_threads": 1, **cfg})
-    return train(model, data["train"], data["val"], data["test"], config)
+def _fit(name, data, **kwargs) -> TrainResult:
+    """:func:`conftest.short_training` on one thread."""
+    return short_training(name, data, num_threads=1, **kwargs)
 
 
 # (epochs, batch size, peak lr) that learn from 280 crystals in a few seconds.
@@ -48,19 +37,19 @@ RECIPES = {"cgcnn": (30, 32, 3e-3), "schnet": (30, 32, 3e-3), "megnet": (40, 32,
 def test_short_training_beats_the_mean_predictor(perov, name):
     epochs, bs, lr = RECIPES[name]
     res = _fit(name, perov, epochs=epochs, batch_size=bs, lr=lr)
-    baseline = mean_predictor_mae(perov["train"], perov["test"])
+    baseline = mean_predictor_mae(perov.train, perov.test)
     print(f"{name}: test MAE {res.test_mae:.4f} vs train-mean predictor {baseline:.4f}")
     assert res.test_mae < 0.85 * baseline, (res.test_mae, baseline)
     # The reported MAE is the MAE of predict() in target units.
-    pred = predict(res.model, perov["test"], res.target_mean, res.target_std)
-    assert pred.shape == (len(perov["test"]),)
-    assert np.mean(np.abs(pred - _y(perov["test"]))) == pytest.approx(res.test_mae, rel=1e-5)
+    pred = predict(res.model, perov.test, res.target_mean, res.target_std)
+    assert pred.shape == (len(perov.test),)
+    assert np.mean(np.abs(pred - _y(perov.test))) == pytest.approx(res.test_mae, rel=1e-5)
     assert res.best_epoch >= 1
     assert res.graphs_per_second > 0
 
 
 def _small(perov, n=64):
-    return {"train": perov["train"][:n], "val": perov["val"][:24], "test": perov["test"][:24]}
+    return Splits(perov.train[:n], perov.val[:24], perov.test[:24])
 
 
 def test_resume_after_interrupt_matches_uninterrupted_run(perov, tmp_path):
@@ -80,9 +69,9 @@ def test_resume_after_interrupt_matches_uninterrupted_run(perov, tmp_path):
     with pytest.raises(InterruptError):
         train(
             build_model("cgcnn", "cpu"),
-            data["train"],
-            data["val"],
-            data["test"],
+            data.train,
+            data.val,
+            data.test,
             TrainConfig(progress=False, checkpoint_path=ckpt, **cfg),
             callback=stop_after_two,
         )
@@ -132,8 +121,8 @@ def test_evidential_training_gives_positive_uncertainties(perov):
     data = _small(perov)
     res = _fit("megnet", data, head="evidential", epochs=3, batch_size=16, lr=3e-3)
     assert all(math.isfinite(h["train_loss"]) for h in res.history)
-    out = predict(res.model, data["test"], res.target_mean, res.target_std)
-    assert out.shape == (len(data["test"]), 4)
+    out = predict(res.model, data.test, res.target_mean, res.target_std)
+    assert out.shape == (len(data.test), 4)
     gamma, v, alpha, beta = out.T
     assert np.isfinite(out).all()
     assert (v > 0).all()
@@ -143,7 +132,7 @@ def test_evidential_training_gives_positive_uncertainties(perov):
     epistemic = beta / (v * (alpha - 1))
     assert (aleatoric > 0).all()
     assert (epistemic > 0).all()
-    assert np.mean(np.abs(gamma - _y(data["test"]))) == pytest.approx(res.test_mae, rel=1e-5)
+    assert np.mean(np.abs(gamma - _y(data.test))) == pytest.approx(res.test_mae, rel=1e-5)
 
 
 def test_loss_choice_is_checked(perov):
@@ -158,8 +147,8 @@ def test_predict_rescales_evidential_outputs(perov):
     data = _small(perov, 16)
     seed_everything(0)
     model = build_model("schnet", "cpu", head="evidential").eval()
-    unit = predict(model, data["test"], 0.0, 1.0)
-    scaled = predict(model, data["test"], 2.0, 3.0)
+    unit = predict(model, data.test, 0.0, 1.0)
+    scaled = predict(model, data.test, 2.0, 3.0)
     np.testing.assert_allclose(scaled[:, 0], unit[:, 0] * 3.0 + 2.0, rtol=1e-6)
     np.testing.assert_allclose(scaled[:, 1:3], unit[:, 1:3])
     np.testing.assert_allclose(scaled[:, 3], unit[:, 3] * 9.0, rtol=1e-6)
