@@ -1,4 +1,4 @@
-"""The book: helpers of fusion.book (fast) and the built HTML (e2e).
+"""The book: helpers of fusion.report (fast) and the built HTML (e2e).
 
 The e2e tests build the book themselves (``jupyter-book build book/ -W -n
 --keep-going`` into a temporary folder) from whatever executed pages exist:
@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fusion import book
 from fusion.paths import ROOT
+from fusion.report import benchmarks, crystals, figures, inputs, palette, tables
 
 BOOK = ROOT / "book"
 PAGES = ("data", "method", "results", "paper", "performance")
@@ -46,7 +46,7 @@ CHROMIUM_FLAGS = [
 
 def test_removal_curve_is_running_mean_of_sorted_importance():
     importance = np.array([0.5, 0.1, 0.3, 0.2])
-    frac, eps = book.removal_curve(importance)
+    frac, eps = figures.removal_curve(importance)
     np.testing.assert_allclose(frac, [0.25, 0.5, 0.75, 1.0])
     np.testing.assert_allclose(eps, [0.1, 0.15, 0.2, 0.275])
     assert np.all(np.diff(eps) >= 0)
@@ -56,18 +56,18 @@ def test_pca_2d_recovers_dominant_direction():
     rng = np.random.default_rng(0)
     t = rng.normal(size=200)
     X = np.outer(t, [3.0, 0.0, 0.0]) + 0.01 * rng.normal(size=(200, 3))
-    coords, explained = book.pca_2d(X)
+    coords, explained = figures.pca_2d(X)
     assert coords.shape == (200, 2)
     assert explained[0] > 0.99
     assert abs(np.corrcoef(coords[:, 0], t)[0, 1]) > 0.99
 
 
 def test_middle_ratio_and_keep_column():
-    assert book.middle_ratio([0.0, 0.2, 0.4, 0.6, 0.8]) == 0.4
-    assert book.middle_ratio([0.0, 0.4, 0.8]) == 0.4
-    assert book.keep_column("fusion", 0.4) == "fusion@0.4"
+    assert inputs.middle_ratio([0.0, 0.2, 0.4, 0.6, 0.8]) == 0.4
+    assert inputs.middle_ratio([0.0, 0.4, 0.8]) == 0.4
+    assert inputs.keep_column("fusion", 0.4) == "fusion@0.4"
     with pytest.raises(ValueError, match="no pruning ratio"):
-        book.middle_ratio([0.0])
+        inputs.middle_ratio([0.0])
 
 
 def _summary() -> pd.DataFrame:
@@ -106,15 +106,15 @@ def test_main_table_and_paper_numbers():
             }
         ]
     )
-    table = book.main_table(summary, tests)
+    table = tables.main_table(summary, tests)
     assert len(table) == 4
     assert {"fusion", "random", "diversity", "seeds"} <= set(table.columns)
     row = table[(table["arch"] == "cgcnn") & (table["ratio"] == 0.8)].iloc[0]
     assert row["fusion"] == "0.9 ± 0.01"
     assert row["p (t, fusion vs random)"] == pytest.approx(0.01)
     # FUSION 0.9 vs diversity 1.2 on both architectures: 25 % lower.
-    assert book.jdft2d_vs_diversity(summary) == pytest.approx(25.0)
-    assert np.isnan(book.jdft2d_vs_diversity(summary, ratio=0.4))
+    assert tables.jdft2d_vs_diversity(summary) == pytest.approx(25.0)
+    assert np.isnan(tables.jdft2d_vs_diversity(summary, ratio=0.4))
 
 
 def test_result_numbers_and_paper_table_label_quotes():
@@ -137,23 +137,23 @@ def test_result_numbers_and_paper_table_label_quotes():
         }
     )
     ood = pd.DataFrame({"method": ["fusion", "random"], "test_mae": [0.8, 1.0]})
-    n = book.result_numbers(improvement, optimal, ood)
+    n = tables.result_numbers(improvement, optimal, ood)
     assert n["imp_mean"] == pytest.approx(1.5)
     assert (n["imp_min"], n["imp_max"]) == (pytest.approx(0.0), pytest.approx(3.0))
     assert n["imp_cells_pos"] == 3
     assert n["opt_ratio_pct"] == pytest.approx(5.0)
     assert n["opt_imp"] == pytest.approx(3.0)
     assert n["ood_imp"] == pytest.approx(20.0)
-    cmp = book.paper_comparison(n, 12.0)
+    cmp = tables.paper_comparison(n, 12.0)
     assert "quoted" in cmp.columns[1]
-    assert cmp.iloc[1, 1] == f"{book.PAPER_CLAIMS['improvement_mean_pct']:.2f}"
+    assert cmp.iloc[1, 1] == f"{tables.PAPER_CLAIMS['improvement_mean_pct']:.2f}"
     assert cmp.iloc[1, 2] == "1.50"
 
 
 def test_flatten_and_missing_benchmark(tmp_path):
-    flat = book.flatten({"a": {"b": 1, "c": [1, 2]}, "d": [{"e": 3}]})
+    flat = benchmarks.flatten({"a": {"b": 1, "c": [1, 2]}, "d": [{"e": 3}]})
     assert flat == {"a.b": 1, "a.c": "1, 2", "d[0].e": 3}
-    table = book.benchmark_table("nothing_here", tmp_path)
+    table = benchmarks.benchmark_table("nothing_here", tmp_path)
     assert "not run yet" in table["value"].iloc[0]
 
 
@@ -164,7 +164,7 @@ def test_benchmark_targets_read_values_and_judge_them(tmp_path):
             {"fusion": [{"n": 1_000_000, "total_seconds": 233.2}, {"n": 10_000, "total_seconds": 1.0}]}
         )
     )
-    table = book.benchmark_targets(tmp_path).set_index("benchmark")
+    table = benchmarks.benchmark_targets(tmp_path).set_index("benchmark")
     assert table.loc["train_throughput", "met"] == "no"  # 1.2x is short of 1.5x
     assert table.loc["train_throughput", "measured"] == "1.2"
     assert table.loc["selection", "met"] == "yes"
@@ -184,13 +184,13 @@ def test_reference_table_sets_models_beside_the_mean_predictor():
         }
     )
     baseline = pd.DataFrame({"dataset": ["d1", "d1", "d2"], "seed": [0, 1, 0], "test_mae": [9.0, 11.0, 4.0]})
-    table, values = book.reference_table(summary, baseline)
+    table, values = tables.reference_table(summary, baseline)
     row = table.set_index("dataset").loc["d1"]
     assert row["mean predictor"] == "10"
     assert row["a"] == "5 (0.50)"  # ratio 0 only: the 0.4 row is ignored
     assert row["b"] == "9.5 (0.95)"
     assert values == {"n_ref_cells": 3, "n_ref_below": 2}  # d1/b is within 10 %; d2/b does not exist
-    assert book.reference_table(pd.DataFrame(), baseline)[1] == {"n_ref_cells": 0, "n_ref_below": 0}
+    assert tables.reference_table(pd.DataFrame(), baseline)[1] == {"n_ref_cells": 0, "n_ref_below": 0}
 
 
 def test_uncertainty_target_summary_names_the_strongest_dataset_and_the_end_pruned_first():
@@ -203,19 +203,19 @@ def test_uncertainty_target_summary_names_the_strongest_dataset_and_the_end_prun
             "spearman_target_U": [-0.2, -0.4, -0.9],
         }
     )
-    shown, values = book.uncertainty_target_summary(table, sign=-1)
+    shown, values = tables.uncertainty_target_summary(table, sign=-1)
     assert shown.set_index("dataset").loc["d1", "ρ(target, U_ale)"] == "+0.30"
     assert values["rho_ale_max_dataset"] == "d2"
     assert values["rho_ale_max"] == pytest.approx(0.9)
     assert values["prefix_end"] == "large"
-    assert book.uncertainty_target_summary(table, sign=1)[1]["prefix_end"] == "small"
+    assert tables.uncertainty_target_summary(table, sign=1)[1]["prefix_end"] == "small"
 
 
 def test_plot_structures_draws_every_atom():
     from pymatgen.core import Lattice, Structure
 
     s = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    fig = book.plot_structures({"NaCl": s, "NaCl copy": s})
+    fig = crystals.plot_structures({"NaCl": s, "NaCl copy": s})
     axes = [ax for ax in fig.axes if ax.name == "3d"]
     assert len(axes) == 2
     # One scatter collection per element per panel.
@@ -223,11 +223,43 @@ def test_plot_structures_draws_every_atom():
 
 
 def test_run_settings_from_profile():
-    params = book.read_params(ROOT / "profiles" / "smoke.yaml")
-    settings = book.run_settings(params)
+    params = inputs.read_params(ROOT / "profiles" / "smoke.yaml")
+    settings = inputs.run_settings(params)
     assert settings["n_seeds"] == len(params["seeds"])
     assert settings["lam"] == float(params["uncertainty"]["lam"])
     assert settings["sign_source"] in {"the paper's text", "the paper's code"}
+
+
+def test_palette_gives_each_method_one_distinct_colour_blind_safe_style():
+    methods = ["fusion", "random", "uncertainty", "weight", "diversity", "active"]
+    methods += ["fusion_pos", "fusion_neg", "matched", "matched_pos", "matched_neg"]
+    styles = [(palette.color(m), palette.marker(m)) for m in methods]
+    assert len(set(styles)) == len(methods)
+    assert {c for c, _ in styles} <= set(palette.OKABE_ITO.values())
+    assert palette.label("fusion") == "FUSION"
+    assert palette.ordered(["random", "weight", "fusion", "random"]) == ["fusion", "random", "weight"]
+    with pytest.raises(KeyError, match="palette"):
+        palette.color("no_such_method")
+
+
+def test_plot_ood_draws_methods_in_their_palette_colours():
+    from matplotlib.colors import to_hex
+
+    ood = pd.DataFrame(
+        {
+            "dataset": ["d"] * 4,
+            "cluster": [0, 0, 1, 1],
+            "method": ["random", "fusion"] * 2,
+            "test_mae": [1.0, 0.8, 1.2, 0.9],
+        }
+    )
+    fig = figures.plot_ood(ood)
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    assert labels == [palette.label("fusion"), palette.label("random")]
+    assert [to_hex(h.patches[0].get_facecolor()) for h in handles] == [
+        palette.color("fusion").lower(),
+        palette.color("random").lower(),
+    ]
 
 
 # ----------------------------------------------------------------------------- the built book (e2e)

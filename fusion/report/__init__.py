@@ -1,0 +1,22 @@
+"""What the Jupyter Book (``book/``) shows: tables, figures, glue, from the pipeline's outputs.
+
+The book's pages that show numbers are notebooks in ``book/src/`` executed by
+papermill (the ``book-*`` stages of ``dvc.yaml``, run from the repository root)
+into ``book/pages/``. Their code cells only call the functions of this package,
+so every number and figure of the book comes from the pipeline's outputs
+(``results/``, ``cache/``, ``benchmarks/results/``) through tested code.
+
+Modules:
+
+- :mod:`~fusion.report.inputs`: reading result files, ``params.yaml`` and the run settings;
+- :mod:`~fusion.report.glue`: gluing values, figures and tables into a page;
+- :mod:`~fusion.report.palette`: one colour, marker and label per pruning method;
+- :mod:`~fusion.report.tables`: display tables and the numbers the text quotes;
+- :mod:`~fusion.report.figures`: the method and results figures;
+- :mod:`~fusion.report.datasets`: the data page's dataset cards;
+- :mod:`~fusion.report.crystals`: drawing crystal structures;
+- :mod:`~fusion.report.benchmarks`: the performance page (benchmark results and targets).
+
+The Sphinx extension that serves MathJax offline is part of the book, not of
+this package: ``book/_ext/offline.py``.
+"""

@@ -1,0 +1,150 @@
+"""The performance page: benchmark results of ``benchmarks/results/`` and the acceptance targets."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fusion.report.glue import glue_table
+from fusion.report.inputs import read_json
+
+#: Benchmarks of ``benchmarks/`` whose JSON the performance page shows, in order.
+BENCHMARKS: tuple[str, ...] = (
+    "graphs",
+    "fingerprints",
+    "compression",
+    "selection",
+    "train_throughput",
+    "cgcnn_parity",
+)
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts (and lists of scalars) into ``{"a.b.c": value}``."""
+    out: dict[str, Any] = {}
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(obj, list) and any(isinstance(v, Mapping | list) for v in obj):
+        for k, v in enumerate(obj):
+            out.update(flatten(v, f"{prefix}[{k}]"))
+    else:
+        out[prefix] = ", ".join(map(str, obj)) if isinstance(obj, list) else obj
+    return out
+
+
+def benchmark_table(name: str, folder: str | Path = "benchmarks/results") -> pd.DataFrame:
+    """One benchmark's JSON as a two-column table (``measure``, ``value``).
+
+    A benchmark that has not been run yields one row saying so.
+    """
+    data = read_json(Path(folder, f"{name}.json"))
+    if not data:
+        return pd.DataFrame({"measure": [f"{name}.json"], "value": ["not run yet (no file)"]})
+    flat = flatten(data)
+    return pd.DataFrame({"measure": list(flat), "value": [str(v) for v in flat.values()]})
+
+
+def glue_benchmarks(
+    folder: str | Path = "benchmarks/results", names: Sequence[str] = BENCHMARKS
+) -> pd.DataFrame:
+    """Glue each benchmark table as ``bench_<name>`` and return which files exist.
+
+    Returns:
+        ``benchmark``, ``file``, ``present`` (bool) and ``measures`` per name.
+    """
+    rows = []
+    for name in names:
+        table = benchmark_table(name, folder)
+        glue_table(f"bench_{name}", table)
+        present = Path(folder, f"{name}.json").exists()
+        rows.append(
+            {
+                "benchmark": name,
+                "file": f"{Path(folder, name)}.json",
+                "present": present,
+                "measures": len(table) if present else 0,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _graphs_row(data: dict[str, Any], method: str, field: str) -> float | None:
+    rows = [r for r in data.get("results", []) if r["dataset"] == "perov5_castelli" and r["method"] == method]
+    return float(rows[0][field]) if rows else None
+
+
+def _selection_seconds(data: dict[str, Any], n: int) -> float | None:
+    rows = [r for r in data.get("fusion", []) if r["n"] == n]
+    return float(rows[0]["total_seconds"]) if rows else None
+
+
+_COMPARE = {">=": operator.ge, "<": operator.lt, "<=": operator.le}
+
+
+#: The issues' acceptance targets: (benchmark, measure, comparison, bound, read value).
+TARGETS: tuple[tuple[str, str, str, float, Any], ...] = (
+    (
+        "graphs",
+        "perov5 graphs from CIF text, x cgcnn2 (wall)",
+        ">=",
+        3,
+        lambda d: _graphs_row(d, "fusion-cif", "speedup_wall"),
+    ),
+    (
+        "graphs",
+        "perov5 graphs from parsed structures per second (wall)",
+        ">=",
+        2000,
+        lambda d: _graphs_row(d, "fusion-structure", "per_s_wall"),
+    ),
+    (
+        "fingerprints",
+        "whole mp_mtcgcnn SOAP, default compression, 2 cores (s)",
+        "<",
+        300,
+        lambda d: d.get("mp_mtcgcnn_full_measured", {}).get("seconds"),
+    ),
+    (
+        "selection",
+        "FUSION selection on 10^6 fingerprints (s)",
+        "<",
+        300,
+        lambda d: _selection_seconds(d, 1_000_000),
+    ),
+    (
+        "train_throughput",
+        "CGCNN training throughput, x cgcnn2",
+        ">=",
+        1.5,
+        lambda d: d.get("speedup_cgcnn"),
+    ),
+    (
+        "cgcnn_parity",
+        "CGCNN test MAE / cgcnn2's (mean over seeds)",
+        "<=",
+        1.1,
+        lambda d: d.get("mean", {}).get("ratio"),
+    ),
+)
+
+
+def benchmark_targets(folder: str | Path = "benchmarks/results") -> pd.DataFrame:
+    """Each acceptance target with the measured value read from the benchmark JSON.
+
+    Returns:
+        ``benchmark``, ``measure``, ``target``, ``measured`` (rounded, or "not run")
+        and ``met`` ("yes", "no" or "–").
+    """
+    rows = []
+    for name, measure, compare, bound, read in TARGETS:
+        value = read(read_json(Path(folder, f"{name}.json")))
+        met = "–" if value is None else ("yes" if _COMPARE[compare](value, bound) else "no")
+        shown = "not run" if value is None else f"{value:,.3g}" if value < 100 else f"{value:,.0f}"
+        row = {"benchmark": name, "measure": measure, "target": f"{compare} {bound:,g}"}
+        rows.append({**row, "measured": shown, "met": met})
+    return pd.DataFrame(rows)

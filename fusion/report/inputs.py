@@ -1,0 +1,114 @@
+"""Reading the pipeline's outputs and the run's settings for the book's pages.
+
+Paths are relative to the working directory, the repository root, as in
+:mod:`fusion.pipeline`. A missing file reads as an empty table or dict, so a
+page of a partial run still renders.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+def read_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """Read the pipeline's ``params.yaml`` (the active profile)."""
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text())
+
+
+def read_table(path: str | Path, **kwargs: Any) -> pd.DataFrame:
+    """Read a CSV result table; an empty DataFrame if the file does not exist.
+
+    Args:
+        path: CSV file.
+        **kwargs: Passed to :func:`pandas.read_csv`.
+    """
+    path = Path(path)
+    return pd.read_csv(path, **kwargs) if path.exists() else pd.DataFrame()
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """Read a JSON file; an empty dict if it does not exist."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def run_settings(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of the run that the text states as deviations from the paper.
+
+    Args:
+        params: The parsed ``params.yaml``.
+
+    Returns:
+        Flat dict of strings and numbers, ready for :func:`glue_values`.
+    """
+    ds = params["datasets"]
+    unc, train, prune = params["uncertainty"], params["train"], params["prune"]
+    limits = [f"{k}: {v['limit']}" for k, v in ds.items() if v.get("limit")]
+    return {
+        "profile": str(params.get("profile", _profile_name(params))),
+        "datasets": ", ".join(f"{k} ({v['name']}, {v['target']})" for k, v in ds.items()),
+        "n_datasets": len(ds),
+        "limits": "; ".join(limits) if limits else "none (full datasets)",
+        "architectures": ", ".join(params["architectures"]),
+        "n_architectures": len(params["architectures"]),
+        "seeds": ", ".join(str(s) for s in params["seeds"]),
+        "n_seeds": len(params["seeds"]),
+        "ratios": ", ".join(f"{r:g}" for r in prune["ratios"]),
+        "methods": ", ".join(prune["methods"]),
+        "gamma": float(prune["gamma"]),
+        "compression": str(params["fingerprints"]["compression"]),
+        "surrogate": f"{unc['model']} ({unc['size']} size)",
+        "surrogate_epochs": int(unc["epochs"]),
+        "lam": float(unc["lam"]),
+        "aleatoric_sign": int(unc["aleatoric_sign"]),
+        "sign_source": "the paper's text" if int(unc["aleatoric_sign"]) < 0 else "the paper's code",
+        "train_size": str(train["size"]),
+        "train_epochs": int(train["epochs"]),
+        "batch_size": int(train["batch_size"]),
+        "optimal_ratios": ", ".join(f"{r:g}" for r in params["optimal"]["ratios"]),
+        "optimal_arch": str(params["optimal"]["arch"]),
+        "ood_clusters": int(params["ood"]["n_clusters"]),
+        "ood_ratio": float(params["ood"]["ratio"]),
+    }
+
+
+def _profile_name(params: Mapping[str, Any], root: str | Path = ".") -> str:
+    """Name of the profile whose file equals ``params`` (``custom`` if none does)."""
+    import yaml
+
+    for path in sorted(Path(root, "profiles").glob("*.yaml")):
+        if yaml.safe_load(path.read_text()) == dict(params):
+            return path.stem
+    return "custom"
+
+
+def pool_scores(key: str, seed: int, root: str | Path = ".") -> pd.DataFrame:
+    """The pool of one split with U, W, I and the keep/remove columns of every method@ratio."""
+    return read_table(Path(root, "results", "prune", key, f"seed-{seed}.csv"), dtype={"id": str})
+
+
+def prune_summary(key: str, root: str | Path = ".") -> pd.DataFrame:
+    """Sizes and epsilon per (seed, method, ratio) of one dataset's ``prune`` stage."""
+    return read_table(Path(root, "results", "prune", key, "summary.csv"))
+
+
+def middle_ratio(ratios: Sequence[float]) -> float:
+    """The middle one of the pruning ratios above 0 (the ratio the method page illustrates)."""
+    positive = sorted(r for r in ratios if r > 0)
+    if not positive:
+        raise ValueError(f"no pruning ratio above 0 in {list(ratios)}")
+    return float(positive[(len(positive) - 1) // 2])
+
+
+def keep_column(method: str, ratio: float) -> str:
+    """Name of the keep/remove column of ``method`` at ``ratio`` in the ``prune`` table."""
+    from fusion.pipeline import column
+
+    return column(method, ratio)
