@@ -75,7 +75,7 @@ def _build_parser() -> argparse.ArgumentParser:
         type=int,
         choices=(-1, 1),
         default=-1,
-        help="sign s of the aleatoric term: -1 as in the paper's formula, +1 as in its code",
+        help="sign s of the aleatoric term: -1 as in the paper's formula and its public code, +1 the opposite (ablation)",
     )
     p.add_argument(
         "--gamma", type=float, default=0.1, help="decay of the redundancy weight W = exp(-gamma d_NN)"

@@ -8,11 +8,13 @@ Normal-Inverse-Gamma parameters ``(gamma, v, alpha, beta)``. From them:
 - epistemic uncertainty ``U_epi = beta / (v (alpha - 1))`` (variance of the mean),
 - score ``U = sigmoid(Lambda * U_epi + s * U_ale)``.
 
-Sign of the aleatoric term: the FUSION paper writes
+Sign of the aleatoric term: the FUSION paper and its public code both compute
 ``U = sigmoid(Lambda * U_epi - U_ale)`` (``s = -1``: noisy samples get a LOW U
-and are pruned first), while its public code adds it (``s = +1``). Both are
-explicit parameters here; the default ``s = -1``, ``Lambda = 0`` is the paper's
-formula in its "cross-model" setting.
+and are pruned first). ``s = +1`` (the opposite sign, quiet samples pruned
+first) is this companion's ablation, not a variant of the paper. Both are
+explicit parameters; the default ``s = -1``, ``Lambda = 0`` is the paper's
+formula in its "cross-model" setting. An earlier version of this companion
+attributed ``s = +1`` to the public code: that was wrong.
 
 Units: the variances scale with the square of the target's unit, and a sigmoid
 of ``(meV/atom)^2`` saturates. :func:`evidential_uncertainties` therefore takes
@@ -69,7 +71,8 @@ def uncertainty_score(
     """FUSION's uncertainty score ``U = sigmoid(lam * u_epi + aleatoric_sign * u_ale)``.
 
     The default ``aleatoric_sign = -1`` is the paper's formula
-    ``sigmoid(Lambda * U_epi - U_ale)``; the public code uses ``+1``. With
+    ``sigmoid(Lambda * U_epi - U_ale)``, which its public code also computes;
+    ``+1`` is the opposite sign (an ablation). With
     ``lam = 0`` (the paper's cross-model setting) only the aleatoric term
     counts. A larger ``lam`` raises ``U`` most for samples with large
     epistemic uncertainty.
@@ -78,7 +81,7 @@ def uncertainty_score(
         u_ale: Aleatoric uncertainties ``[N]``.
         u_epi: Epistemic uncertainties ``[N]``.
         lam: Weight ``Lambda`` of the epistemic term. Defaults to 0.
-        aleatoric_sign: ``-1`` (paper text, default) or ``+1`` (paper code).
+        aleatoric_sign: ``-1`` (the paper's formula and public code, default) or ``+1`` (ablation).
 
     Returns:
         ``U`` in ``(0, 1)`` ``[N]``. In float64 the sigmoid rounds to exactly 1
@@ -160,7 +163,7 @@ def score_pool(
         result: The trainer's result (for ``target_mean`` and ``target_std``).
         graphs: Graphs to score.
         lam: ``Lambda``. Defaults to 0.
-        aleatoric_sign: Sign of the aleatoric term. Defaults to -1 (paper text).
+        aleatoric_sign: Sign of the aleatoric term. Defaults to -1 (the paper's formula and code).
 
     Returns:
         Standardised ``u_ale``, ``u_epi`` and the score ``U``.

@@ -10,7 +10,7 @@ import nbformat
 import pytest
 import yaml
 
-from fusion import pipeline
+from fusion import runner
 from fusion.models import available
 from fusion.paths import ROOT
 
@@ -18,7 +18,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted((ROOT / "book"
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 PROFILES = sorted((ROOT / "profiles").glob("*.yaml"))
 # Sweep groups: their keys are dataset keys or list items, which differ between profiles.
-SWEEPS = {"datasets", "architectures", "seeds"}
+SWEEPS = {"datasets", "architectures", "seeds", "val_protocol"}
 
 
 def code_cells(path: Path) -> list:
@@ -72,7 +72,7 @@ def test_notebook_has_one_parameters_cell_and_no_definitions(path):
 @pytest.mark.parametrize(("name", "body"), list(stage_bodies()), ids=[n for n, _ in stage_bodies()])
 def test_stage_cmd_runs_its_notebook_with_declared_parameters(name, body):
     cmd = " ".join(body["cmd"].split())
-    m = re.match(r"python -m fusion\.pipeline (\S+) (\S+)", cmd)
+    m = re.match(r"python -m fusion\.runner (\S+) (\S+)", cmd)
     assert m, cmd
     notebook, executed = m.groups()
     source, prefix = stage_notebook(name)
@@ -90,10 +90,13 @@ def test_stage_cmd_runs_its_notebook_with_declared_parameters(name, body):
     params = yaml.safe_load((ROOT / "profiles" / "default.yaml").read_text())
     groups = re.findall(r"-g (\S+)", cmd)
     whole = re.findall(r"-d (\S+)", cmd)
-    passed = set(pipeline.notebook_parameters(params, groups, whole)) | set(re.findall(r"-p (\S+) ", cmd))
+    passed = set(runner.notebook_parameters(params, groups, whole)) | set(re.findall(r"-p (\S+) ", cmd))
     assert passed <= declared, passed - declared
     # Every group the command reads is a declared DVC params dependency.
-    assert set(groups + whole) <= set(body["params"]) | {p.split(".")[0] for p in body["params"]}
+    read = {g.partition(":")[0] for g in groups + whole}
+    declared = set(body["params"])
+    covered = {g for g in read if any(g == p or g.startswith(p + ".") for p in declared)}
+    assert read == covered, read - covered
 
 
 def test_profiles_have_the_same_groups_and_keys():
@@ -126,21 +129,28 @@ def test_paper_profile_follows_method():
     assert paper["train"]["size"] == "paper"
     assert paper["uncertainty"]["model"] == "alignn"
     assert paper["uncertainty"]["size"] == "paper"
-    assert paper["prune"]["ratios"] == [0.0, 0.2, 0.4, 0.6, 0.8]
-    grid = paper["optimal"]["ratios"]
-    assert len(grid) == 21
-    assert grid[0] == 0
+    assert paper["prune"]["ratios"] == [0.2, 0.4, 0.6, 0.8]  # ratio 0 is always run (random@0)
+    assert {"fusion_neg", "random", "uncertainty", "weight", "diversity", "active"} <= set(paper["prune"]["methods"])
+    assert {e["name"] for e in paper["datasets"].values()} == {
+        "matbench_jdft2d",
+        "matbench_dielectric",
+        "matbench_perovskites",
+    }
+    assert all(e["limit"] is None for e in paper["datasets"].values())
+    grid = paper["optimal"]["ratios"]  # 0.5 % steps up to 10 %; ratio 0 is always run
+    assert len(grid) == 20
+    assert abs(grid[0] - 0.005) < 1e-12
     assert abs(grid[-1] - 0.1) < 1e-12
 
 
 def test_notebook_parameters_merges_groups_and_rejects_collisions():
     params = {"a": {"x": 1, "y": [1, 2]}, "b": {"x": 2}, "seeds": [0, 1], "d": {"k": {"v": 1}}}
-    assert pipeline.notebook_parameters(params, ["a", "seeds"]) == {"x": 1, "y": [1, 2], "seeds": [0, 1]}
-    assert pipeline.notebook_parameters(params, ["a.y"], ["d"]) == {"y": [1, 2], "d": {"k": {"v": 1}}}
+    assert runner.notebook_parameters(params, ["a", "seeds"]) == {"x": 1, "y": [1, 2], "seeds": [0, 1]}
+    assert runner.notebook_parameters(params, ["a.y"], ["d"]) == {"y": [1, 2], "d": {"k": {"v": 1}}}
     with pytest.raises(KeyError, match="two groups"):
-        pipeline.notebook_parameters(params, ["a", "b"])
+        runner.notebook_parameters(params, ["a", "b"])
     with pytest.raises(KeyError, match="not found"):
-        pipeline.notebook_parameters(params, ["a.z"])
+        runner.notebook_parameters(params, ["a.z"])
 
 
 def test_profiles_switch(tmp_path):

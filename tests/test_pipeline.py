@@ -15,13 +15,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 from fusion.paths import DATA, ROOT
 
 BIN = Path(sys.executable).parent
-UPSTREAM = ("prepare@", "graphs@", "fingerprints@", "uncertainty@")
+UPSTREAM = ("prepare@", "graphs@", "fingerprints@", "tune@", "uncertainty@")
 
 
 def copy_repo(dst: Path) -> None:
@@ -80,17 +81,43 @@ def test_smoke_pipeline_repro_is_complete_cached_and_incremental(tmp_path):
 
     first = run([dvc, "repro"], repo)
     stages = ran(first)
-    assert {"analyze", "figures", "prune@jdft2d", "train@jdft2d-cgcnn-0", "train@jdft2d-schnet-0"} <= stages
+    assert {
+        "analyze",
+        "figures",
+        "tune@jdft2d",
+        "prune@jdft2d",
+        "train@jdft2d-cgcnn-0",
+        "train@jdft2d-schnet-1",
+    } <= stages
+    assert {"converge@jdft2d", "protocol@jdft2d", "optimal@jdft2d", "ood@jdft2d"} <= stages
+    # The metrics contract.
     metrics = json.loads((repo / "results" / "metrics.json").read_text())
-    assert set(metrics) >= {"improvement_over_random_pct", "optimal_point", "ood_improvement_over_random_pct"}
-    assert "jdft2d" in metrics["improvement_over_random_pct"]
-    shown = run([dvc, "metrics", "show"], repo)
-    assert "improvement_over_random_pct" in shown
-    # The run used this checkout's package, and every declared output exists.
-    for name in ("mae-vs-ratio", "improvement-over-random", "optimal-point", "ood-leave-one-cluster-out"):
+    assert set(metrics) >= {"study", "accuracy", "vs_random", "verdict"}
+    assert set(metrics["study"]) >= {
+        "datasets",
+        "architecture",
+        "seeds",
+        "val_protocol",
+        "budget",
+        "wall_hours",
+    }
+    assert metrics["study"]["val_protocol"] == "fixed"
+    acc = metrics["accuracy"]["jdft2d"]
+    assert set(acc) >= {"test_mae", "median_predictor_mae", "matbench_cgcnn_mae", "ratio_to_matbench"}
+    cell = metrics["vs_random"]["jdft2d"]["fusion_neg"]["0.4"]
+    assert set(cell) == {"improvement_pct", "ci95", "p", "p_holm", "n_eff_ratio"}
+    assert {"matched_neg", "fusion_pos", "uncertainty", "weight", "diversity", "active"} <= set(
+        metrics["vs_random"]["jdft2d"]
+    )
+    assert {"beats_random", "optimal_point"} <= set(metrics["verdict"])
+    assert all(v["status"] in {"holds", "does not hold", "unresolved"} for v in metrics["verdict"].values())
+    assert "vs_random" in run([dvc, "metrics", "show"], repo)
+    for name in ("mae-vs-ratio", "effective-size", "target-shift"):
         assert (repo / "results" / "figures" / f"{name}.png").stat().st_size > 1000
-    train = (repo / "results" / "train" / "jdft2d" / "cgcnn-seed-0.csv").read_text().splitlines()
-    assert len(train) == 1 + 6 * 3  # six methods x three ratios
+    # random@0, 4 methods x 2 ratios, 4 baselines x 1 ratio; validation and test never pruned.
+    train = pd.read_csv(repo / "results" / "train" / "jdft2d" / "cgcnn-seed-0.csv")
+    assert len(train) == 1 + 4 * 2 + 4
+    assert (train["n_val"] == train["n_val"].iloc[0]).all()
 
     # The book builds from the smoke outputs, warnings as errors.
     modules = ROOT / "book" / "node_modules"

@@ -1,7 +1,7 @@
 """Reading the pipeline's outputs and the run's settings for the book's pages.
 
 Paths are relative to the working directory, the repository root, as in
-:mod:`fusion.pipeline`. A missing file reads as an empty table or dict, so a
+:mod:`fusion.paths`. A missing file reads as an empty table or dict, so a
 page of a partial run still renders.
 """
 
@@ -51,6 +51,7 @@ def run_settings(params: Mapping[str, Any]) -> dict[str, Any]:
     ds = params["datasets"]
     unc, train, prune = params["uncertainty"], params["train"], params["prune"]
     limits = [f"{k}: {v['limit']}" for k, v in ds.items() if v.get("limit")]
+    baselines = [f"{m}" for m in prune.get("baselines", [])]
     return {
         "profile": str(params.get("profile", _profile_name(params))),
         "datasets": ", ".join(f"{k} ({v['name']}, {v['target']})" for k, v in ds.items()),
@@ -62,15 +63,17 @@ def run_settings(params: Mapping[str, Any]) -> dict[str, Any]:
         "n_seeds": len(params["seeds"]),
         "ratios": ", ".join(f"{r:g}" for r in prune["ratios"]),
         "methods": ", ".join(prune["methods"]),
+        "baselines": ", ".join(baselines) if baselines else "none",
+        "baseline_ratios": ", ".join(f"{r:g}" for r in prune.get("baseline_ratios", [])),
         "gamma": float(prune["gamma"]),
         "compression": str(params["fingerprints"]["compression"]),
         "surrogate": f"{unc['model']} ({unc['size']} size)",
-        "surrogate_epochs": int(unc["epochs"]),
+        "surrogate_epochs": str(unc["epochs"]),
         "lam": float(unc["lam"]),
-        "aleatoric_sign": int(unc["aleatoric_sign"]),
-        "sign_source": "the paper's text" if int(unc["aleatoric_sign"]) < 0 else "the paper's code",
+        "val_protocol": str(params.get("val_protocol", "fixed")),
         "train_size": str(train["size"]),
-        "train_epochs": int(train["epochs"]),
+        "train_epochs": str(train["epochs"]),
+        "budget_rule": str(train.get("budget", "epochs")),
         "batch_size": int(train["batch_size"]),
         "optimal_ratios": ", ".join(f"{r:g}" for r in params["optimal"]["ratios"]),
         "optimal_arch": str(params["optimal"]["arch"]),
@@ -109,6 +112,6 @@ def middle_ratio(ratios: Sequence[float]) -> float:
 
 def keep_column(method: str, ratio: float) -> str:
     """Name of the keep/remove column of ``method`` at ``ratio`` in the ``prune`` table."""
-    from fusion.pipeline import column
+    from fusion.paths import column
 
     return column(method, ratio)

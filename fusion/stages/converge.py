@@ -1,0 +1,95 @@
+"""Stage ``converge``: does doubling the training budget move the test MAE?
+
+For the main architecture, random pruning at the ratios given (0 and 0.8 by
+default) and the first seeds, the runs of the ``train`` stage are repeated
+with ``factor`` times the epochs. Training counts as converged at a ratio when
+the mean test MAE over those seeds changes by less than the stated threshold
+(3 %), which the ``analyze`` stage checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from fusion import paths
+from fusion.stages.common import (
+    RunLog,
+    budget_epochs,
+    code_version,
+    fit_and_score,
+    ids_hash,
+    load_graph_cache,
+    load_split,
+    run_key,
+    train_config,
+)
+from fusion.stages.train import kept_sets
+from fusion.stages.uncertainty import resolve
+
+
+def run(
+    key: str,
+    arch: str,
+    seeds: Sequence[int],
+    val_protocol: str = "fixed",
+    ratios: Sequence[float] = (0.0, 0.8),
+    factor: float = 2.0,
+    size: str = "cpu",
+    epochs: int | str = "tuned",
+    lr: float | str = "tuned",
+    budget: str = "epochs",
+    batch_size: int = 64,
+    patience: int | None = None,
+    num_threads: int | None = 1,
+) -> pd.DataFrame:
+    """Retrain random@ratio with ``factor`` x the budget and put it beside the ``train`` stage's run.
+
+    Args:
+        key: Dataset key.
+        arch: The main architecture (its ``train`` cells must exist for ``seeds``).
+        seeds: Seeds checked (3 in the study).
+        val_protocol: ``"fixed"`` or ``"pruned"``.
+        ratios: Random-pruning ratios checked. Defaults to 0 and 0.8.
+        factor: Budget multiplier. Defaults to 2.
+        size: Model size preset. Defaults to ``"cpu"``.
+        epochs: Epochs of the unpruned run, or ``"tuned"``.
+        lr: Peak learning rate, or ``"tuned"``.
+        budget: ``"epochs"`` or ``"steps"`` (:func:`fusion.stages.common.budget_epochs`).
+        batch_size: Batch size. Defaults to 64.
+        patience: Early-stopping patience in epochs; None = no early stopping.
+        num_threads: Torch threads. Defaults to 1.
+
+    Returns:
+        One row per (seed, ratio, budget factor 1 or ``factor``) with the test MAE.
+    """
+    n_epochs, peak_lr = resolve(key, epochs, lr)
+    graphs = load_graph_cache(key)
+    log, version = RunLog(paths.converge_path(key)), code_version()
+    for seed in map(int, seeds):
+        split = load_split(key, seed)
+        table = pd.read_csv(paths.prune_path(key, seed), dtype={"id": str})
+        base = pd.read_csv(paths.train_path(key, arch, seed)).set_index(["method", "ratio"])
+        for ratio in map(float, ratios):
+            tr, va = kept_sets(table, split, "random", ratio, val_protocol)
+            e = budget_epochs(round(n_epochs * factor), len(tr), len(split["train"]), budget)
+            cfg = train_config(e, batch_size, peak_lr, patience or e, seed, num_threads)
+            one = base.loc[("random", ratio)]
+            common = {"dataset": key, "arch": arch, "seed": seed, "ratio": ratio}
+            log.add({**common, "factor": 1.0, "epochs": int(one["epochs"]), "test_mae": float(one["test_mae"]),
+                     "run_key": ""})  # fmt: skip
+            rk = run_key(arch=arch, size=size, seed=seed, epochs=e, lr=peak_lr, batch=batch_size, patience=cfg.patience,
+                         threads=num_threads, ids=ids_hash(tr, va, split["test"]), code=version)  # fmt: skip
+            row = log.get(rk)
+            if row is None:
+                res = fit_and_score(arch, size, graphs, tr, va, split["test"], cfg)
+                row = {
+                    **common,
+                    "factor": float(factor),
+                    "epochs": e,
+                    "test_mae": res["test_mae"],
+                    "run_key": rk,
+                }
+            log.add(row)
+    return log.frame()

@@ -1,0 +1,95 @@
+"""Stage ``optimal``: the optimal pruning point, removing small fractions of the training part.
+
+FUSION (both signs) and random remove 0-8 % of the training part; every run
+takes the same optimiser steps as the unpruned run (budget rule ``steps``), so
+that removing data does not also mean training less. The ``analyze`` stage
+chooses the point on the fixed validation set and reports it on test, paired
+against ratio 0 and against random at the same ratio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from fusion import paths
+from fusion.stages import prune as prune_stage
+from fusion.stages.common import (
+    RunLog,
+    budget_epochs,
+    code_version,
+    fit_and_score,
+    ids_hash,
+    load_fingerprint_rows,
+    load_graph_cache,
+    load_records,
+    load_split,
+    prunable_ids,
+    run_key,
+    train_config,
+)
+from fusion.stages.train import kept_sets
+from fusion.stages.uncertainty import resolve
+
+
+def run(
+    key: str,
+    arch: str,
+    seeds: Sequence[int],
+    ratios: Sequence[float] = (0.01, 0.02, 0.04, 0.06, 0.08),
+    methods: Sequence[str] = ("random", "fusion_neg", "fusion_pos"),
+    gamma: float = 0.1,
+    size: str = "cpu",
+    epochs: int | str = "tuned",
+    lr: float | str = "tuned",
+    budget: str = "steps",
+    batch_size: int = 64,
+    patience: int | None = None,
+    num_threads: int | None = 1,
+) -> pd.DataFrame:
+    """Train ``arch`` on the training part minus small fractions removed by each method.
+
+    Args:
+        key: Dataset key.
+        arch: Architecture.
+        seeds: Split seeds (the ``uncertainty`` stage's scores of the fixed protocol are used).
+        ratios: Fractions of the training part removed (ratio 0 is always run).
+        methods: Methods compared.
+        gamma: Redundancy-weight decay. Defaults to 0.1.
+        size: Model size preset. Defaults to ``"cpu"``.
+        epochs: Epochs of the unpruned run, or ``"tuned"``.
+        lr: Peak learning rate, or ``"tuned"``.
+        budget: ``"steps"`` (default: equal optimiser steps at every ratio) or ``"epochs"``.
+        batch_size: Batch size. Defaults to 64.
+        patience: Early-stopping patience in epochs; None = no early stopping.
+        num_threads: Torch threads. Defaults to 1.
+
+    Returns:
+        One row per (seed, method, ratio) with the val and test MAE; ratio 0 once per seed.
+    """
+    n_epochs, peak_lr = resolve(key, epochs, lr)
+    graphs = load_graph_cache(key)
+    records = load_records(key).set_index("id")
+    grid = [("random", 0.0)] + [(m, float(r)) for m in methods for r in ratios if r > 0]
+    log, version = RunLog(paths.optimal_path(key)), code_version()
+    for seed in map(int, seeds):
+        split = load_split(key, seed)
+        pool = prunable_ids(split, "fixed")
+        scores = pd.read_csv(paths.uncertainty_path(key, seed), dtype={"id": str}).set_index("id").loc[pool]
+        y = records.loc[pool, "target"].to_numpy(dtype=np.float64)
+        X = load_fingerprint_rows(key, pool)
+        table, _ = prune_stage.prune_pool(pool, grid, seed, X, y, scores, gamma)
+        for method, ratio in grid:
+            tr, va = kept_sets(table, split, method, ratio, "fixed")
+            e = budget_epochs(n_epochs, len(tr), len(split["train"]), budget)
+            cfg = train_config(e, batch_size, peak_lr, patience or e, seed, num_threads)
+            rk = run_key(arch=arch, size=size, seed=seed, epochs=e, lr=peak_lr, batch=batch_size, patience=cfg.patience,
+                         threads=num_threads, ids=ids_hash(tr, va, split["test"]), code=version)  # fmt: skip
+            row = log.get(rk)
+            if row is None:
+                res = fit_and_score(arch, size, graphs, tr, va, split["test"], cfg)
+                row = {"dataset": key, "arch": arch, "seed": seed, **res, "run_key": rk}
+            log.add({**row, "method": method, "ratio": ratio})
+    return log.frame()

@@ -1,0 +1,164 @@
+"""Unit tests of the stage logic on synthetic tables: protocols, budgets, the prune grid, the study's tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fusion import analysis
+from fusion.paths import column
+from fusion.stages import prune, train, tune
+from fusion.stages.common import budget_epochs, prunable_ids
+
+
+def split_of(n: int = 100) -> dict[str, list[str]]:
+    ids = [f"r{k}" for k in range(n)]
+    return {"train": ids[:70], "val": ids[70:85], "test": ids[85:]}
+
+
+def test_budget_rules():
+    assert budget_epochs(100, 50, 100, "epochs") == 100
+    assert budget_epochs(100, 50, 100, "steps") == 200
+    assert budget_epochs(100, 30, 100, "steps") == 334  # ceil(333.3): never fewer steps than the full run
+    with pytest.raises(ValueError, match="budget rule"):
+        budget_epochs(10, 5, 10, "minutes")
+    with pytest.raises(ValueError, match="empty"):
+        budget_epochs(10, 0, 10, "epochs")
+
+
+def test_fixed_protocol_prunes_train_only_and_keeps_val_and_test():
+    split = split_of()
+    assert prunable_ids(split, "fixed") == split["train"]
+    assert prunable_ids(split, "pruned") == split["train"] + split["val"]
+    with pytest.raises(ValueError, match="val_protocol"):
+        prunable_ids(split, "none")
+
+
+def synthetic_pool(n: int = 200, seed: int = 0) -> tuple[list[str], np.ndarray, np.ndarray, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    ids = [f"r{k}" for k in range(n)]
+    X = rng.normal(size=(n, 6)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    y = rng.lognormal(size=n)
+    u_ale = 0.5 * y + rng.normal(0, 0.1, n)  # tracks the target, as the real surrogate does
+    scores = pd.DataFrame({"U_neg": 1 / (1 + np.exp(u_ale)), "U_pos": 1 / (1 + np.exp(-u_ale))}, index=ids)
+    return ids, X, y, scores
+
+
+def test_prune_pool_grid_matched_control_and_shift():
+    ids, X, y, scores = synthetic_pool()
+    grid = prune.runs(["random", "fusion_neg", "fusion_pos", "matched_neg"], [0.4, 0.8], ["weight"], [0.4])
+    assert grid[0] == ("random", 0.0)
+    table, summary = prune.prune_pool(ids, grid, 3, X, y, scores)
+    assert table[column("random", 0)].all()
+    for method, ratio in grid[1:]:
+        assert table[column(method, ratio)].sum() == len(ids) - round(ratio * len(ids))
+    # The matched control keeps as many records per target decile as FUSION (s = -1).
+    from fusion.selection import decile_edges, decile_index
+
+    bins = decile_index(y, decile_edges(y))
+    for ratio in (0.4, 0.8):
+        a = np.bincount(bins[table[column("fusion_neg", ratio)].to_numpy()], minlength=10)
+        b = np.bincount(bins[table[column("matched_neg", ratio)].to_numpy()], minlength=10)
+        np.testing.assert_array_equal(a, b)  # integer counts: exact by definition
+    # s = -1 removes the large-U_ale (large-target) end first: its kept set leaves the top decile.
+    shift = summary.set_index(["method", "ratio"])
+    assert shift.loc[("fusion_neg", 0.8), "top_decile_share"] < shift.loc[("random", 0.8), "top_decile_share"]
+    assert shift.loc[("fusion_pos", 0.8), "top_decile_share"] > shift.loc[("random", 0.8), "top_decile_share"]
+
+
+def test_prune_grid_rejects_unknown_methods_and_orphan_controls():
+    with pytest.raises(ValueError, match="unknown method"):
+        prune.runs(["fusion"], [0.4], [], [])
+    with pytest.raises(ValueError, match="needs fusion_neg"):
+        prune.runs(["random", "matched_neg"], [0.4], [], [])
+
+
+def test_kept_sets_under_the_fixed_protocol_never_touch_val_or_test():
+    split = split_of()
+    table = pd.DataFrame({"id": split["train"], column("random", 0.4): [k % 2 == 0 for k in range(70)]})
+    tr, va = train.kept_sets(table, split, "random", 0.4, "fixed")
+    assert set(tr) <= set(split["train"])
+    assert len(tr) == 35
+    assert va == split["val"]
+    assert not set(tr) & set(split["test"])
+    bad = pd.DataFrame({"id": split["val"], column("random", 0.4): True})
+    with pytest.raises(ValueError, match="validation ids"):
+        train.kept_sets(bad, split, "random", 0.4, "fixed")
+    pooled = pd.DataFrame({"id": split["train"] + split["val"], column("random", 0.4): True})
+    tr, va = train.kept_sets(pooled, split, "random", 0.4, "pruned")
+    assert va == split["val"]
+    assert tr == split["train"]
+
+
+def test_tune_prefers_the_cheaper_budget_within_tolerance():
+    grid = pd.DataFrame(
+        {"lr": [1e-3, 1e-3, 3e-3, 3e-3], "epochs": [50, 100, 50, 100], "val_mae": [10.0, 9.0, 8.5, 8.4]}
+    )
+    pick = tune.choose(grid, tolerance=0.02)
+    assert (pick["lr"], pick["epochs"]) == (3e-3, 50)  # 8.5 is within 2 % of 8.4
+    pick = tune.choose(grid, tolerance=0.0)
+    assert (pick["lr"], pick["epochs"]) == (3e-3, 100)
+
+
+def synthetic_runs(seeds: int = 6) -> pd.DataFrame:
+    """MAE = 100 n^-0.5 for random; FUSION 10 % lower at every ratio; 'bad' 10 % higher."""
+    rows = []
+    rng = np.random.default_rng(0)
+    for s in range(seeds):
+        for method, factor in (("random", 1.0), ("fusion_neg", 0.9), ("bad", 1.1)):
+            for ratio in (0.0, 0.2, 0.4, 0.6, 0.8):
+                if ratio == 0 and method != "random":
+                    continue
+                n = round(1000 * (1 - ratio))
+                mae = factor * 100 * n**-0.5 * (1 + rng.normal(0, 0.005))
+                rows.append(
+                    {"dataset": "d", "arch": "cgcnn", "seed": s, "method": method, "ratio": ratio,
+                     "n_train": n, "test_mae": mae, "val_mae": mae}
+                )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_compare_pairs_by_seed_with_holm():
+    comp = analysis.compare(synthetic_runs()).set_index(["method", "ratio"])
+    assert comp.loc[("fusion_neg", 0.4), "improvement_pct"] == pytest.approx(10.0, abs=1.0)
+    assert comp.loc[("bad", 0.4), "improvement_pct"] == pytest.approx(-10.0, abs=1.0)
+    assert (comp["ci_low"] <= comp["improvement_pct"]).all()
+    assert (comp["improvement_pct"] <= comp["ci_high"]).all()
+    assert (comp["p_holm"] >= comp["p"]).all()
+    assert (comp["n"] == 6).all()
+    assert comp["p_wilcoxon"].notna().all()
+
+
+def test_effective_size_recovers_the_power_law():
+    eff, fits = analysis.effective_size_table(synthetic_runs(), "cgcnn")
+    assert fits.iloc[0]["b"] == pytest.approx(-0.5, abs=0.02)
+    eff = eff.set_index(["method", "ratio"])
+    # 10 % lower MAE on a n^-0.5 curve is worth (1/0.9)^2 = 1.23x the records; 10 % higher, 0.83x.
+    assert eff.loc[("fusion_neg", 0.4), "n_eff_ratio"] == pytest.approx(1 / 0.81, rel=0.03)
+    assert eff.loc[("bad", 0.4), "n_eff_ratio"] == pytest.approx(1 / 1.21, rel=0.03)
+    assert eff.loc[("random", 0.4), "n_eff_ratio"] == pytest.approx(1.0, rel=0.02)
+
+
+def test_convergence_and_accuracy_gate():
+    conv = pd.DataFrame(
+        {"dataset": "d", "seed": [0, 0, 1, 1], "ratio": 0.0, "factor": [1.0, 2.0, 1.0, 2.0],
+         "test_mae": [10.0, 9.9, 10.0, 9.5]}
+    )  # fmt: skip
+    row = analysis.convergence_table(conv).iloc[0]
+    assert row["change_pct"] == pytest.approx(-3.0)
+    assert not row["converged"]  # |-3 %| is not below 3 %
+    runs = synthetic_runs()
+    pred = pd.DataFrame({"dataset": "d", "seed": range(6), "median_mae": 10.0, "mean_mae": 11.0})
+    acc = analysis.accuracy_table(runs, pred, {"d": {"name": "matbench_jdft2d", "limit": None}}, "cgcnn")
+    assert acc.iloc[0]["passes"]  # ~3.2 against a median predictor of 10, and ratio to Matbench 49.24 tiny
+    pred["median_mae"] = 3.3
+    acc = analysis.accuracy_table(runs, pred, {"d": {"name": "matbench_jdft2d", "limit": None}}, "cgcnn")
+    assert not acc.iloc[0]["passes"]
+    assert "median predictor" in acc.iloc[0]["reason"]
+
+
+def test_sentences_read_correctly_for_either_sign():
+    assert analysis._fmt_change(12.04) == "12.0 % lower MAE"
+    assert analysis._fmt_change(-12.06) == "12.1 % higher MAE"
