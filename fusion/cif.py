@@ -5,8 +5,8 @@ Every structure in the project's data files is a CIF written by pymatgen's
 ``_atom_site`` loop, full occupancies). pymatgen's general CIF parser handles
 every dialect of the format and costs about 1.5 ms per small structure, which
 dominates graph construction. :func:`parse_p1_cif` reads only that one
-dialect and reproduces what ``Structure.from_str(text, fmt="cif")`` returns,
-bit for bit:
+dialect and reproduces what ``Structure.from_str(text, fmt="cif")`` returns
+(lattice, species, fractional coordinates and site order, bit for bit):
 
 * the lattice comes from :meth:`pymatgen.core.Lattice.from_parameters`, as in
   pymatgen's parser;
@@ -23,6 +23,11 @@ quoted or multi-line values, oxidation states, several data blocks, elements
 without a Pauling electronegativity (their order in pymatgen is undefined),
 two sites closer than pymatgen's merge tolerance, or a degenerate cell. The
 tests check equality with pymatgen on hundreds of real records.
+
+Cartesian coordinates are not taken from pymatgen (whose ``cart_coords`` is a
+BLAS product, see :func:`cartesian`), so both graph routes of
+:mod:`fusion.graphs` compute them from these fractional coordinates with
+:func:`cartesian`, the same way on every machine.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from typing import NamedTuple
 import numpy as np
 from pymatgen.core import Element, Lattice, Structure
 
-__all__ = ["P1Cell", "parse_p1_cif", "structure_from_cif"]
+__all__ = ["P1Cell", "cartesian", "parse_p1_cif", "structure_from_cif"]
 
 # Header tags pymatgen's CifWriter emits for a P1 structure; any other tag
 # means a dialect this reader does not handle.
@@ -85,6 +90,30 @@ _SITE_TOLERANCE = 1e-4
 _MIN_THICKNESS = 0.01
 
 
+def cartesian(frac: np.ndarray, lattice: np.ndarray) -> np.ndarray:
+    """Return ``frac @ lattice`` computed the same way on every machine.
+
+    ``frac @ lattice`` goes through BLAS, whose kernel (chosen at run time from
+    the CPU, or by ``OPENBLAS_CORETYPE``) may use fused multiply-adds or another
+    summation order: the result then differs in the last bits between
+    machines, and a coordinate that is zero up to rounding comes out as
+    ``2.8e-16`` on one and ``2.2e-16`` on another. Here the three products are
+    spelt out and added left to right, each an IEEE-rounded elementwise numpy
+    operation, so the bits never depend on the machine.
+
+    Args:
+        frac: ``[N, 3]`` coordinates in the lattice basis (fractional
+            coordinates, or integer periodic-image offsets).
+        lattice: ``[3, 3]`` lattice vectors as rows.
+
+    Returns:
+        ``[N, 3]`` float64 Cartesian vectors.
+    """
+    frac = np.asarray(frac, dtype=np.float64).reshape(-1, 3)
+    lattice = np.asarray(lattice, dtype=np.float64)
+    return frac[:, 0:1] * lattice[0] + frac[:, 1:2] * lattice[1] + frac[:, 2:3] * lattice[2]
+
+
 def _element_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Element symbols with their atomic numbers, and pymatgen's site-order rank.
 
@@ -124,8 +153,8 @@ class P1Cell(NamedTuple):
 
     @property
     def cart_coords(self) -> np.ndarray:
-        """``[N, 3]`` Cartesian coordinates (Å), as pymatgen computes them."""
-        return self.frac_coords @ self.lattice
+        """``[N, 3]`` Cartesian coordinates (Å): ``frac_coords @ lattice`` without BLAS (:func:`cartesian`)."""
+        return cartesian(self.frac_coords, self.lattice)
 
 
 def _header_value(raw: str) -> str | None:

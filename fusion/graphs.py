@@ -32,7 +32,9 @@ Entry points:
 * :func:`graphs_from_cif` straight from CIF text: pymatgen-written P1 CIFs
   go through the strict reader of :mod:`fusion.cif` and never become
   :class:`~pymatgen.core.Structure` objects; anything else falls back to
-  pymatgen. Both routes give identical graphs (tested on real records);
+  pymatgen. Both routes give the same graph: same fractional coordinates,
+  Cartesian coordinates computed the same way (tested on real records, with
+  positions and distances compared to 1e-10 Å);
 * :func:`save_graphs` / :func:`load_graphs`: one-file cache with the graph
   parameters in its metadata, so that a stale cache is detected.
 
@@ -40,6 +42,13 @@ Neighbours come from pymatgen's compiled periodic search
 (``find_points_in_spheres``, the routine behind
 ``Structure.get_neighbor_list``), called directly on arrays to skip the
 per-structure Python overhead.
+
+The cache is canonical: the same CIFs give the same bytes on any machine
+with the same software stack. No product on the way to a stored value goes
+through BLAS (whose kernel, chosen from the CPU or ``OPENBLAS_CORETYPE``,
+changes last bits): Cartesian coordinates and image offsets are spelt-out
+sums (:func:`fusion.cif.cartesian`), and ``edge_dist`` is a numpy reduction
+over each row, not a BLAS norm.
 """
 
 from __future__ import annotations
@@ -61,7 +70,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 from tqdm import tqdm
 
-from fusion.cif import parse_p1_cif
+from fusion.cif import cartesian, parse_p1_cif
 
 DEFAULT_CUTOFF = 8.0
 DEFAULT_MAX_NEIGHBORS = 12
@@ -129,7 +138,8 @@ def _graph_arrays(cell: Cell, cutoff: float, max_neighbors: int) -> GraphArrays:
     starts = np.cumsum(counts) - counts
     keep = np.arange(len(centre)) - starts[centre] < max_neighbors
     centre, nbr, images = centre[keep], nbr[keep], images[keep]
-    vec = cart[nbr] + images @ lattice - cart[centre]
+    # Not images @ lattice: a BLAS product, whose last bits depend on the kernel.
+    vec = cart[nbr] + cartesian(images, lattice) - cart[centre]
     return {
         "z": np.asarray(numbers, dtype=np.int64),
         "pos": cart.astype(np.float32),
@@ -149,11 +159,17 @@ def _to_data(arrays: GraphArrays, y: float) -> Data:
 
 
 def _structure_cell(structure: Structure) -> Cell:
-    """The arrays of a pymatgen structure (which must be ordered)."""
+    """The arrays of a pymatgen structure (which must be ordered).
+
+    Cartesian coordinates are recomputed from the fractional ones with
+    :func:`fusion.cif.cartesian`, as the fast CIF route does: pymatgen's
+    ``cart_coords`` is a BLAS product whose last bits depend on the machine.
+    """
+    lattice = structure.lattice.matrix
     return (
         np.array(structure.atomic_numbers, dtype=np.int64),
-        structure.cart_coords,
-        structure.lattice.matrix,
+        cartesian(structure.frac_coords, lattice),
+        lattice,
         np.array(structure.pbc, dtype=np.int64),
     )
 

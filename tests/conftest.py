@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import numpy as np
 import pytest
 import torch
 from pymatgen.core import Lattice, Structure
@@ -118,3 +119,28 @@ def mean_predictor_mae(train: list, test: list) -> float:
     y_train = torch.cat([g.y.reshape(-1) for g in train]).double()
     y_test = torch.cat([g.y.reshape(-1) for g in test]).double()
     return float((y_test - y_train.mean()).abs().mean())
+
+
+def assert_bitwise_equal(a: object, b: object, msg: str = "") -> None:
+    """Assert that two arrays or tensors are equal bit for bit (same shape, dtype and values).
+
+    For determinism checks only: the same code path run twice (same seed,
+    serial against pooled, a save/load round trip), or values copied or read
+    without arithmetic. Results of different code paths or BLAS calls are
+    compared with a stated tolerance instead (``np.testing.assert_allclose``,
+    ``torch.testing.assert_close``). Floats are compared bit for bit: ``-0.0``
+    differs from ``+0.0``, a NaN equals a NaN with the same payload.
+    """
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        assert isinstance(a, torch.Tensor), msg
+        assert isinstance(b, torch.Tensor), msg
+        assert a.dtype == b.dtype, f"{msg}: dtype {a.dtype} vs {b.dtype}"
+        a, b = a.detach().cpu().numpy(), b.detach().cpu().numpy()
+    else:
+        a, b = np.asarray(a), np.asarray(b)
+    assert a.dtype.kind == b.dtype.kind, f"{msg}: dtype {a.dtype} vs {b.dtype}"
+    assert a.shape == b.shape, f"{msg}: shape {a.shape} vs {b.shape}"
+    if a.dtype.kind in "fc":  # the bits: -0.0 differs from +0.0, NaNs compare by payload
+        assert a.dtype == b.dtype, f"{msg}: dtype {a.dtype} vs {b.dtype}"
+        a, b = np.ascontiguousarray(a).view(np.uint8), np.ascontiguousarray(b).view(np.uint8)
+    assert np.array_equal(a, b), msg

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from ase import Atoms
+from conftest import assert_bitwise_equal
 from pymatgen.core import Lattice, Structure
 from pymatgen.core.operations import SymmOp
 
 from fusion.data import load_dataset
 from fusion.fingerprints import (
     DEFAULT_COMPRESSION,
+    QUANTUM,
     SOAP_PARAMS,
+    _make_soap,
     _pack,
+    canonical_fingerprint,
     dataset_species,
+    gto_basis,
     load_fingerprints,
     n_features,
     save_fingerprints,
@@ -60,7 +67,8 @@ def test_unit_norm_float32_and_distinguishes_structures(jdft2d_sample):
     X = soap_fingerprints(jdft2d_sample, species, progress=False)
     assert X.dtype == np.float32
     assert X.shape == (len(jdft2d_sample), n_features(species, DEFAULT_COMPRESSION))
-    assert np.allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-6)
+    # Unit norm up to the 2^-20 rounding of the stored values (module docstring).
+    assert np.allclose(np.linalg.norm(X.astype(np.float64), axis=1), 1.0, rtol=0, atol=1e-5)
     d = np.linalg.norm(X[:, None] - X[None], axis=-1)
     assert (d[~np.eye(len(X), dtype=bool)] > 1e-4).all()
     # A small strain moves the fingerprint, but less than changing the structure.
@@ -83,6 +91,8 @@ def test_symmetry_shortcut_equals_mean_over_all_sites():
     full = soap.create(atoms).mean(axis=0)
     full /= np.linalg.norm(full)
     ours = soap_fingerprints([s], species, "mu2", progress=False)[0]
+    # Two code paths: ours rounds to 2^-20 (error <= 2^-21 = 4.8e-7) and uses the
+    # 60-digit radial basis (dscribe's LAPACK one differs by ~1e-10 relative).
     assert np.abs(full - ours).max() < 1e-6
 
 
@@ -90,7 +100,7 @@ def test_parallel_matches_serial_and_keeps_order(jdft2d_sample):
     species = dataset_species(jdft2d_sample)
     serial = soap_fingerprints(jdft2d_sample, species, progress=False)
     parallel = soap_fingerprints(jdft2d_sample, species, n_jobs=2, chunk_size=3, progress=False)
-    assert np.array_equal(serial, parallel)
+    assert_bitwise_equal(serial, parallel)  # one code path in this process or in workers: bit for bit
 
 
 def test_compression_sizes():
@@ -114,7 +124,80 @@ def test_save_load_roundtrip(tmp_path):
     save_fingerprints(tmp_path / "fp.npz", ["a", "b", "c"], X, meta)
     ids, X2, meta2 = load_fingerprints(tmp_path / "fp.npz")
     assert ids == ["a", "b", "c"]
-    assert np.array_equal(X, X2)
+    assert_bitwise_equal(X, X2)  # a round trip: bit for bit
     assert meta2 == meta
     with pytest.raises(ValueError, match="ids"):
         save_fingerprints(tmp_path / "bad.npz", ["a"], X)
+
+
+# --- canonical output: the same bits whichever BLAS kernel runs -------------------------
+
+
+def _synthetic() -> tuple[list[Structure], list[int]]:
+    return [rocksalt(), low_symmetry(), rotated(low_symmetry()), low_symmetry() * (1, 1, 2)], [11, 17, 19]
+
+
+def test_stored_values_lie_on_the_grid():
+    structures, species = _synthetic()
+    X = soap_fingerprints(structures, species, "mu1nu1", progress=False)
+    k = X.astype(np.float64) / QUANTUM
+    assert_bitwise_equal(k, np.round(k))  # multiples of 2^-20, exact in float32
+    assert np.abs(X).max() <= 1.0
+
+
+def test_normalisation_is_the_explicit_correctly_rounded_sum():
+    # No BLAS dot product in the norm: sqrt(fsum(v * v)), whatever the kernel.
+    rng = np.random.default_rng(0)
+    for v in (rng.standard_normal(5000) * 1e3, rng.random(252) ** 8, np.zeros(7)):
+        norm = math.sqrt(math.fsum((v * v).tolist()))
+        unit = v / norm if norm > 0 else v
+        assert_bitwise_equal(
+            canonical_fingerprint(v), (np.round(unit / QUANTUM) * QUANTUM).astype(np.float32)
+        )
+
+
+def test_values_that_round_to_zero_are_positive_zero():
+    # The sign of a value within 2^-21 of zero is noise; -0.0 and +0.0 differ in the file.
+    v = np.array([1.0, -1e-9, 1e-9, -0.0, -3e-7])
+    out = canonical_fingerprint(v)
+    assert_bitwise_equal(out, np.array([1.0, 0.0, 0.0, 0.0, 0.0], dtype=np.float32))
+    assert not np.signbit(out).any()
+
+
+def test_stored_fingerprint_ignores_last_bit_noise_in_soap(monkeypatch):
+    # Different BLAS kernels change the last bits of what feeds the file; noise of
+    # 1e-12 (relative) on every SOAP value must not reach the stored bits.
+    from dscribe.descriptors import SOAP
+
+    structures, species = _synthetic()
+    clean = soap_fingerprints(structures, species, "mu1nu1", progress=False)
+    rng = np.random.default_rng(1)
+    create = SOAP.create
+
+    def noisy(self, *args, **kwargs):
+        out = create(self, *args, **kwargs)
+        return out * (1 + 1e-12 * rng.standard_normal(out.shape))
+
+    monkeypatch.setattr(SOAP, "create", noisy)
+    assert_bitwise_equal(soap_fingerprints(structures, species, "mu1nu1", progress=False), clean)
+
+
+def test_radial_basis_is_computed_without_lapack(monkeypatch):
+    import dscribe.descriptors.soap as dscribe_soap
+
+    r_cut, n_max, l_max = float(SOAP_PARAMS["r_cut"]), int(SOAP_PARAMS["n_max"]), int(SOAP_PARAMS["l_max"])
+    alphas, betas = gto_basis(r_cut, n_max, l_max)
+    # The same constants as dscribe's own (LAPACK) ones, to LAPACK's accuracy on
+    # this ill-conditioned overlap matrix: 1e-8 of the largest entry.
+    ref = dscribe_soap.SOAP(species=[1], periodic=True, **SOAP_PARAMS)
+    np.testing.assert_allclose(alphas, ref._alphas, rtol=1e-14)
+    np.testing.assert_allclose(betas, ref._betas, rtol=0, atol=1e-8 * np.abs(betas).max())
+    soap = _make_soap([11, 17], "mu2")
+    assert_bitwise_equal(soap._betas, betas)
+    # LAPACK's answer moves with the BLAS kernel (~1e-10 relative, measured);
+    # make it move 10x more: the stored fingerprints must not.
+    structures, species = _synthetic()
+    clean = soap_fingerprints(structures, species, "mu1nu1", progress=False)
+    sqrtm, rng = dscribe_soap.sqrtm, np.random.default_rng(2)
+    monkeypatch.setattr(dscribe_soap, "sqrtm", lambda m: sqrtm(m) * (1 + 1e-9 * rng.standard_normal(m.shape)))
+    assert_bitwise_equal(soap_fingerprints(structures, species, "mu1nu1", progress=False), clean)

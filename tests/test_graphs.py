@@ -9,11 +9,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import assert_bitwise_equal
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 from scipy.spatial.transform import Rotation
 
-from fusion.cif import parse_p1_cif, structure_from_cif
+from fusion.cif import cartesian, parse_p1_cif, structure_from_cif
 from fusion.graphs import (
     IsolatedAtomError,
     StaleCacheError,
@@ -28,6 +29,16 @@ from fusion.graphs import (
 from fusion.paths import dataset_file
 
 CUTOFF = 8.0
+# Where two different code paths are compared (fast CIF reader against
+# pymatgen's parser), floating-point results agree to a stated tolerance, not
+# bit for bit: positions and distances to 1e-10 Å (a millionth of a bond length)
+# in float64. Stored graph fields are float32, and two float64 values 1e-10 Å
+# apart may round to neighbouring float32 values, so stored fields are compared
+# to 1e-10 Å plus one float32 unit in the last place (relative 2^-23).
+LENGTH_TOL = 1e-10  # Å
+F32_RTOL = 2.0**-23
+# Fractional coordinates: 1e-12 of a cell edge (< 1e-10 Å for edges < 100 Å).
+FRAC_TOL = 1e-12
 
 
 def cscl(a: float = 4.12) -> Structure:
@@ -53,12 +64,67 @@ def from_pymatgen(cif: str) -> Structure:
 
 
 def assert_same_graph(a, b) -> None:
+    """Bit-for-bit equality: for the same code path run twice (serial against
+    pooled, a save/load round trip), never for two different routes."""
     assert sorted(a.keys()) == sorted(b.keys())
     for key in a.keys():  # noqa: SIM118 (a Data, not a dict)
-        x, y = a[key], b[key]
-        assert x.dtype == y.dtype, key
-        assert x.shape == y.shape, key
-        assert torch.equal(x, y) or (key == "y" and torch.isnan(x).all() and torch.isnan(y).all()), key
+        assert_bitwise_equal(a[key], b[key], key)
+
+
+def edge_table(graph) -> dict[tuple[int, int, tuple[int, int, int]], tuple[float, np.ndarray]]:
+    """``{(centre, neighbour, image offset): (distance, edge vector)}`` of a graph."""
+    j, i = graph.edge_index.numpy()
+    pos = graph.pos.double().numpy()
+    vec = graph.edge_vec.double().numpy()
+    inv = np.linalg.inv(graph.lattice[0].double().numpy())
+    # Integer offsets, read robustly from float32 vectors (within 1e-4 of an integer).
+    frac = (vec - pos[j] + pos[i]) @ inv
+    image = np.rint(frac).astype(np.int64)
+    assert np.abs(frac - image).max() < 1e-4
+    dist = graph.edge_dist.double().numpy()
+    return {
+        (int(c), int(n), tuple(int(x) for x in im)): (float(d), v)
+        for c, n, im, d, v in zip(i, j, image, dist, vec, strict=True)
+    }
+
+
+def length_tol(value: float) -> float:
+    """Tolerance on a stored (float32) length: 1e-10 Å plus one float32 ulp."""
+    return LENGTH_TOL + F32_RTOL * abs(value)
+
+
+def assert_equivalent_graph(a, b) -> None:
+    """Two routes' graphs of one structure: equal up to the stated tolerances.
+
+    Integer fields and the target are exact; positions, lattice, edge vectors
+    and distances agree to :func:`length_tol`. Edges are compared as sets of
+    (centre, neighbour, image offset), not in stored order: neighbours whose
+    distances tie within the tolerance may be stored in either order, and at
+    the ``max_neighbors`` cut either of them may be kept, as long as each
+    centre keeps as many edges and the same sorted distances.
+    """
+    assert sorted(a.keys()) == sorted(b.keys())
+    for key in ("z", "natoms", "y"):
+        assert_bitwise_equal(a[key], b[key], key)
+    for key in ("pos", "lattice"):
+        np.testing.assert_allclose(
+            a[key].double(), b[key].double(), rtol=F32_RTOL, atol=LENGTH_TOL, err_msg=key
+        )
+    ta, tb = edge_table(a), edge_table(b)
+    for key in ta.keys() & tb.keys():
+        (da, va), (db, vb) = ta[key], tb[key]
+        assert abs(da - db) <= length_tol(max(da, db)), key
+        np.testing.assert_allclose(va, vb, rtol=F32_RTOL, atol=LENGTH_TOL, err_msg=str(key))
+    # Per centre: as many edges, the same sorted distances.
+    for da, db in zip(per_atom_sorted_dists(a), per_atom_sorted_dists(b), strict=True):
+        assert len(da) == len(db)
+        np.testing.assert_allclose(da, db, rtol=F32_RTOL, atol=LENGTH_TOL)
+    # An edge kept by one route only is a tie at that centre's cut.
+    for only, table in ((ta.keys() - tb.keys(), ta), (tb.keys() - ta.keys(), tb)):
+        for key in only:
+            centre, d = key[0], table[key][0]
+            cut = max(v[0] for k, v in table.items() if k[0] == centre)
+            assert cut - d <= length_tol(cut), f"edge {key} at {d} Å is not tied at the cut {cut} Å"
 
 
 def per_atom_sorted_dists(graph) -> list[np.ndarray]:
@@ -102,7 +168,7 @@ def test_edge_vectors_are_periodic_images():
     image = (g.edge_vec.double() - g.pos[j].double() + g.pos[i].double()) @ torch.linalg.inv(lattice)
     assert torch.allclose(image, image.round(), atol=1e-4)
     assert image.abs().max() >= 1  # periodic images really occur
-    assert torch.equal(g.z, torch.tensor(s.atomic_numbers))
+    assert_bitwise_equal(g.z, torch.tensor(s.atomic_numbers))  # integers
     assert torch.allclose(g.pos.double(), torch.tensor(s.cart_coords), atol=1e-5)
     assert g.natoms.item() == len(s)
     assert g.lattice.shape == (1, 3, 3)
@@ -117,7 +183,8 @@ def test_cutoff_max_neighbors_and_nearest_first(cutoff, max_neighbors):
     kept, everything = per_atom_sorted_dists(g), per_atom_sorted_dists(full)
     for k, f in zip(kept, everything, strict=True):
         assert len(k) == min(max_neighbors, len(f))
-        np.testing.assert_array_equal(k, f[: len(k)])  # the nearest ones are kept
+        # The nearest ones are kept; same code path, so exactly the same distances.
+        assert_bitwise_equal(k, f[: len(k)])
     # The full list matches an independent count (pymatgen's neighbour search).
     counts = [len(n) for n in s.get_all_neighbors(cutoff)]
     assert [len(f) for f in everything] == counts
@@ -156,6 +223,7 @@ def test_build_graphs_targets_order_and_processes():
     pooled = build_graphs(structures, targets, n_jobs=2, chunk_size=3, progress=False)
     assert [g.y.item() for g in serial] == list(targets)
     for s, a, b in zip(structures, serial, pooled, strict=True):
+        # One code path run in this process or in workers: bit for bit.
         assert_same_graph(a, b)
         assert_same_graph(a, structure_to_graph(s, y=a.y.item()))
     assert torch.isnan(build_graphs(structures[:1], progress=False)[0].y).all()
@@ -192,20 +260,52 @@ def tricky_structures() -> list[Structure]:
     return out
 
 
+def assert_frac_close(a: np.ndarray, b: np.ndarray) -> None:
+    """Fractional coordinates equal to FRAC_TOL, modulo a lattice translation."""
+    d = np.asarray(a) - np.asarray(b)
+    np.testing.assert_allclose(d - np.round(d), 0.0, rtol=0, atol=FRAC_TOL)
+
+
 def test_fast_cif_route_equals_pymatgen_on_synthetic_cifs():
+    # Two code paths: equal to the stated tolerances (module top), not bit for bit.
     for s in tricky_structures():
         cif = pymatgen_cif(s)
         cell = parse_p1_cif(cif)
         assert cell is not None  # the fast reader handled it
         ref = from_pymatgen(cif)
-        np.testing.assert_array_equal(cell.lattice, ref.lattice.matrix)
-        np.testing.assert_array_equal(cell.numbers, ref.atomic_numbers)
-        np.testing.assert_array_equal(cell.frac_coords, ref.frac_coords)
+        np.testing.assert_allclose(cell.lattice, ref.lattice.matrix, rtol=0, atol=LENGTH_TOL)
+        assert_bitwise_equal(cell.numbers, np.array(ref.atomic_numbers))  # integers: same order
+        assert_frac_close(cell.frac_coords, ref.frac_coords)
+        np.testing.assert_allclose(cell.cart_coords, ref.cart_coords, rtol=0, atol=LENGTH_TOL)
         assert cell.labels == ref.labels
         fast = structure_from_cif(cif)
         assert fast == ref
         assert fast.labels == ref.labels
-        assert_same_graph(graph_from_cif(cif, y=1.5), structure_to_graph(ref, y=1.5))
+        assert_equivalent_graph(graph_from_cif(cif, y=1.5), structure_to_graph(ref, y=1.5))
+
+
+def test_cartesian_is_the_spelt_out_product():
+    # The graph cache is canonical only if no BLAS product reaches it: Cartesian
+    # coordinates and image offsets are the three products added left to right,
+    # in IEEE arithmetic, so these hold bit for bit on any machine.
+    rng = np.random.default_rng(3)
+    frac, lattice = rng.uniform(-1.5, 1.5, (50, 3)), rng.normal(size=(3, 3)) * 5
+    spelt = np.array(
+        [[f[0] * lattice[0, k] + f[1] * lattice[1, k] + f[2] * lattice[2, k] for k in range(3)] for f in frac]
+    )
+    assert_bitwise_equal(cartesian(frac, lattice), spelt)
+    # Against BLAS only to rounding: its kernel may fuse or reorder.
+    np.testing.assert_allclose(cartesian(frac, lattice), frac @ lattice, rtol=0, atol=1e-12)
+
+    s = triclinic(4)
+    g = structure_to_graph(s)
+    pos = cartesian(s.frac_coords, s.lattice.matrix)
+    assert_bitwise_equal(g.pos, torch.from_numpy(pos).float())
+    j, i = g.edge_index.numpy()
+    image = (g.edge_vec.double().numpy() - pos[j] + pos[i]) @ np.linalg.inv(s.lattice.matrix)
+    vec = pos[j] + cartesian(np.rint(image), s.lattice.matrix) - pos[i]
+    assert_bitwise_equal(g.edge_vec, torch.from_numpy(vec).float())
+    assert_bitwise_equal(g.edge_dist, torch.from_numpy(np.sqrt((vec * vec).sum(axis=1))).float())
 
 
 def fallback_cifs() -> list[str]:
@@ -249,6 +349,7 @@ def test_fast_reader_declines_other_dialects_and_graphs_still_match():
         except ValueError:  # the merged-sites CIF: pymatgen rejects it too
             continue
     assert len(ordered) == 6
+    # Both sides read the CIF with pymatgen's parser: one code path, bit for bit.
     for cif, graph in zip(ordered, graphs_from_cif(ordered, progress=False), strict=True):
         assert_same_graph(graph, structure_to_graph(from_pymatgen(cif)))
 
@@ -272,8 +373,9 @@ def test_fast_cif_route_equals_pymatgen_on_real_records(real_cifs, name):
     ids, cifs = real_cifs[name]
     assert sum(parse_p1_cif(c) is not None for c in cifs) >= 245  # the fast reader is used
     graphs = graphs_from_cif(cifs, targets=np.arange(len(cifs)), ids=ids, progress=False)
+    # Two code paths: equal to the stated tolerances, ties at the cut allowed.
     for cif, graph, k in zip(cifs, graphs, range(len(cifs)), strict=True):
-        assert_same_graph(graph, structure_to_graph(from_pymatgen(cif), y=float(k)))
+        assert_equivalent_graph(graph, structure_to_graph(from_pymatgen(cif), y=float(k)))
 
 
 # --- cache ---------------------------------------------------------------------------
@@ -291,7 +393,7 @@ def test_save_load_round_trip(tmp_path):
     assert got_meta == meta
     assert len(got) == len(graphs)
     for a, b in zip(graphs, got, strict=True):
-        assert_same_graph(a, b)
+        assert_same_graph(a, b)  # a round trip: bit for bit
     # A cache built with other parameters is detected.
     with pytest.raises(StaleCacheError, match="max_neighbors"):
         load_graphs(path, expect={"cutoff": 8.0, "max_neighbors": 16})
