@@ -152,3 +152,8 @@ def figures_dir() -> Path:
 def column(method: str, ratio: float) -> str:
     """Name of the keep-mask column of ``method`` at ``ratio`` in a prune table."""
     return f"{method}@{ratio:g}"
+
+
+def fulldata_path(key: str) -> Path:
+    """The full-data run of a subsampled dataset ``key``."""
+    return Path("results") / "fulldata" / f"{key}.csv"

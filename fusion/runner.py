@@ -45,7 +45,8 @@ def notebook_parameters(
         groups: Groups (dotted paths allowed, e.g. ``prune.ratios``). A dict
             contributes its keys; any other value (a list such as ``seeds``)
             becomes a parameter named after the last part of its path, or
-            after ``NAME`` in ``path:NAME`` (``protocol.datasets:protocol_datasets``).
+            after ``NAME`` in ``path:NAME`` (``protocol.datasets:protocol_datasets``);
+            a renamed group is always one parameter, even a dict.
         whole: Groups passed as one parameter each (a dict stays a dict),
             named after the last part of the path (or ``NAME`` as above).
 
@@ -61,7 +62,8 @@ def notebook_parameters(
         group, _, rename = spec.partition(":")
         value = _lookup(params, group)
         name = rename or group.split(".")[-1]
-        items = value.items() if isinstance(value, dict) and not as_one else [(name, value)]
+        # A renamed group is one parameter, whatever its type.
+        items = value.items() if isinstance(value, dict) and not (as_one or rename) else [(name, value)]
         for k, v in items:
             if k in out:
                 raise KeyError(f"parameter {k!r} defined by two groups")

@@ -147,6 +147,8 @@ def test_notebook_parameters_merges_groups_and_rejects_collisions():
     params = {"a": {"x": 1, "y": [1, 2]}, "b": {"x": 2}, "seeds": [0, 1], "d": {"k": {"v": 1}}}
     assert runner.notebook_parameters(params, ["a", "seeds"]) == {"x": 1, "y": [1, 2], "seeds": [0, 1]}
     assert runner.notebook_parameters(params, ["a.y"], ["d"]) == {"y": [1, 2], "d": {"k": {"v": 1}}}
+    # path:NAME renames, and a renamed group is one parameter even when it is a dict.
+    assert runner.notebook_parameters(params, ["a.y:ys", "b:bb"]) == {"ys": [1, 2], "bb": {"x": 2}}
     with pytest.raises(KeyError, match="two groups"):
         runner.notebook_parameters(params, ["a", "b"])
     with pytest.raises(KeyError, match="not found"):

@@ -110,14 +110,24 @@ STAGES: dict[str, dict[str, str]] = {
         "call": "ood.run(key, arch, seeds, n_clusters, min_test, ratio, methods, val_fraction, gamma, "
         "uncertainty, size, epochs, lr, batch_size, patience, num_threads)",
     },
+    "fulldata": {
+        "title": "one long run on a subsampled dataset in full",
+        "text": "Where the study trains on a subsample, Matbench's full-data MAE is compared with this run. "
+        "Writes `results/fulldata/<key>.csv`.",
+        "params": 'key = "jdft2d"\nname = "matbench_jdft2d"\ntarget = "exfoliation_energy"\narch = "cgcnn"\n'
+        'seed = 0\nepochs = "tuned"\nlr = "tuned"\nbatch_size = 64\nnum_threads = 1',
+        "call": "fulldata.run(key, name, target, arch, seed=seed, epochs=epochs, lr=lr, batch_size=batch_size, "
+        "num_threads=num_threads)",
+    },
     "analyze": {
         "title": "every result table of the study, and the headline metrics",
         "text": "Writes `results/analysis/*.csv` and `results/metrics.json` (study, accuracy, vs_random, verdict).",
         "params": 'datasets = {"jdft2d": {"name": "matbench_jdft2d", "target": "exfoliation_energy", '
         '"limit": 200}}\nseeds = [0]\narchitectures = ["cgcnn"]\narch = "cgcnn"\nval_protocol = "fixed"\n'
-        'budget = "epochs"\nwall_hours = None\nprotocol_datasets = []\noptimal_datasets = []\nood_datasets = []',
+        'budget = "epochs"\nwall_hours = None\nprotocol_datasets = []\noptimal_datasets = []\nood_datasets = []\n'
+        "fulldata_datasets = {}",
         "call": "analyze.run(datasets, seeds, architectures, arch, val_protocol, budget, wall_hours, "
-        "protocol_datasets, optimal_datasets, ood_datasets)",
+        "protocol_datasets, optimal_datasets, ood_datasets, fulldata_datasets)",
     },
     "figures": {
         "title": "the study's figures as PNG, from the analysis tables",

@@ -23,7 +23,7 @@ from fusion.stages.common import load_records, load_split, load_summary
 TABLES = (
     "datasets", "tune", "predictors", "accuracy", "convergence", "runs", "summary", "comparison",
     "cross_dataset", "effective_size", "power_law", "shift", "uncertainty_vs_target", "protocol",
-    "optimal_runs", "optimal", "ood_runs", "ood",
+    "optimal_runs", "optimal", "ood_runs", "ood", "fulldata",
 )  # fmt: skip
 
 
@@ -51,6 +51,7 @@ def run(
     protocol_datasets: Sequence[str] = (),
     optimal_datasets: Sequence[str] = (),
     ood_datasets: Sequence[str] = (),
+    fulldata_datasets: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Build every table and ``results/metrics.json``.
 
@@ -65,6 +66,7 @@ def run(
         protocol_datasets: Datasets of the ``protocol`` stage.
         optimal_datasets: Datasets of the ``optimal`` stage.
         ood_datasets: Datasets of the ``ood`` stage.
+        fulldata_datasets: Datasets with a full-data run (``fulldata`` stage).
 
     Returns:
         The metrics dict (also written).
@@ -82,7 +84,13 @@ def run(
     )
     out["runs"] = runs
     out["summary"] = analysis.aggregate(runs)
-    acc = analysis.accuracy_table(runs, out["predictors"], datasets, arch)
+    out["fulldata"] = analysis.read_tables([paths.fulldata_path(k) for k in fulldata_datasets])
+    full = (
+        dict(zip(out["fulldata"]["dataset"], out["fulldata"]["test_mae"], strict=True))
+        if len(out["fulldata"])
+        else {}
+    )
+    acc = analysis.accuracy_table(runs, out["predictors"], datasets, arch, full)
     out["accuracy"] = acc
     out["convergence"] = analysis.convergence_table(
         analysis.read_tables([paths.converge_path(k) for k in keys])
