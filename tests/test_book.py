@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 
 from fusion.paths import ROOT
-from fusion.report import benchmarks, crystals, figures, inputs, palette, tables
+from fusion.report import benchmarks, crystals, figures, glue, inputs, palette
 
 BOOK = ROOT / "book"
 PAGES = ("data", "method", "results", "paper", "performance")
@@ -70,86 +70,6 @@ def test_middle_ratio_and_keep_column():
         inputs.middle_ratio([0.0])
 
 
-def _summary() -> pd.DataFrame:
-    rows = []
-    for arch, base in (("cgcnn", 1.0), ("schnet", 2.0)):
-        for method, factor in (("random", 1.0), ("fusion", 0.9), ("diversity", 1.2)):
-            for ratio in (0.0, 0.8):
-                mean = base if ratio == 0 else base * factor
-                rows.append(
-                    {
-                        "dataset": "jdft2d",
-                        "arch": arch,
-                        "method": method,
-                        "ratio": ratio,
-                        "mean": mean,
-                        "std": 0.01,
-                        "n": 3,
-                    }
-                )
-    return pd.DataFrame(rows)
-
-
-def test_main_table_and_paper_numbers():
-    summary = _summary()
-    tests = pd.DataFrame(
-        [
-            {
-                "dataset": "jdft2d",
-                "arch": "cgcnn",
-                "ratio": 0.8,
-                "method": "fusion",
-                "n": 3,
-                "mean_diff": -0.1,
-                "t_pvalue": 0.01,
-                "wilcoxon_pvalue": np.nan,
-            }
-        ]
-    )
-    table = tables.main_table(summary, tests)
-    assert len(table) == 4
-    assert {"fusion", "random", "diversity", "seeds"} <= set(table.columns)
-    row = table[(table["arch"] == "cgcnn") & (table["ratio"] == 0.8)].iloc[0]
-    assert row["fusion"] == "0.9 ± 0.01"
-    assert row["p (t, fusion vs random)"] == pytest.approx(0.01)
-    # FUSION 0.9 vs diversity 1.2 on both architectures: 25 % lower.
-    assert tables.jdft2d_vs_diversity(summary) == pytest.approx(25.0)
-    assert np.isnan(tables.jdft2d_vs_diversity(summary, ratio=0.4))
-
-
-def test_result_numbers_and_paper_table_label_quotes():
-    improvement = pd.DataFrame(
-        {
-            "dataset": ["a", "a", "b", "b"],
-            "arch": ["x", "x", "x", "x"],
-            "ratio": [0.4, 0.8, 0.4, 0.8],
-            "method": ["fusion"] * 4,
-            "improvement_pct": [2.0, 4.0, -1.0, 1.0],
-        }
-    )
-    optimal = pd.DataFrame(
-        {
-            "dataset": ["a"] * 3,
-            "seed": [0] * 3,
-            "ratio": [0.0, 0.05, 0.1],
-            "test_mae": [1.0, 0.97, 0.99],
-            "improvement_pct": [0.0, 3.0, 1.0],
-        }
-    )
-    ood = pd.DataFrame({"method": ["fusion", "random"], "test_mae": [0.8, 1.0]})
-    n = tables.result_numbers(improvement, optimal, ood)
-    assert n["imp_mean"] == pytest.approx(1.5)
-    assert (n["imp_min"], n["imp_max"]) == (pytest.approx(0.0), pytest.approx(3.0))
-    assert n["imp_cells_pos"] == 3
-    assert n["opt_ratio_pct"] == pytest.approx(5.0)
-    assert n["opt_imp"] == pytest.approx(3.0)
-    assert n["ood_imp"] == pytest.approx(20.0)
-    cmp = tables.paper_comparison(n, 12.0)
-    assert "quoted" in cmp.columns[1]
-    assert cmp.iloc[1, 1] == f"{tables.PAPER_CLAIMS['improvement_mean_pct']:.2f}"
-    assert cmp.iloc[1, 2] == "1.50"
-
-
 def test_flatten_and_missing_benchmark(tmp_path):
     flat = benchmarks.flatten({"a": {"b": 1, "c": [1, 2]}, "d": [{"e": 3}]})
     assert flat == {"a.b": 1, "a.c": "1, 2", "d[0].e": 3}
@@ -173,44 +93,6 @@ def test_benchmark_targets_read_values_and_judge_them(tmp_path):
     assert table.loc["cgcnn_parity", "met"] == "–"
 
 
-def test_reference_table_sets_models_beside_the_mean_predictor():
-    summary = pd.DataFrame(
-        {
-            "dataset": ["d1", "d1", "d1", "d2"],
-            "arch": ["a", "b", "a", "a"],
-            "method": ["fusion", "fusion", "fusion", "fusion"],
-            "ratio": [0.0, 0.0, 0.4, 0.0],
-            "mean": [5.0, 9.5, 1.0, 2.0],
-        }
-    )
-    baseline = pd.DataFrame({"dataset": ["d1", "d1", "d2"], "seed": [0, 1, 0], "test_mae": [9.0, 11.0, 4.0]})
-    table, values = tables.reference_table(summary, baseline)
-    row = table.set_index("dataset").loc["d1"]
-    assert row["mean predictor"] == "10"
-    assert row["a"] == "5 (0.50)"  # ratio 0 only: the 0.4 row is ignored
-    assert row["b"] == "9.5 (0.95)"
-    assert values == {"n_ref_cells": 3, "n_ref_below": 2}  # d1/b is within 10 %; d2/b does not exist
-    assert tables.reference_table(pd.DataFrame(), baseline)[1] == {"n_ref_cells": 0, "n_ref_below": 0}
-
-
-def test_uncertainty_target_summary_names_the_strongest_dataset_and_the_end_pruned_first():
-    table = pd.DataFrame(
-        {
-            "dataset": ["d1", "d1", "d2"],
-            "seed": [0, 1, 0],
-            "spearman_target_u_ale": [0.2, 0.4, 0.9],
-            "spearman_target_u_epi": [0.1, 0.1, 0.8],
-            "spearman_target_U": [-0.2, -0.4, -0.9],
-        }
-    )
-    shown, values = tables.uncertainty_target_summary(table, sign=-1)
-    assert shown.set_index("dataset").loc["d1", "ρ(target, U_ale)"] == "+0.30"
-    assert values["rho_ale_max_dataset"] == "d2"
-    assert values["rho_ale_max"] == pytest.approx(0.9)
-    assert values["prefix_end"] == "large"
-    assert tables.uncertainty_target_summary(table, sign=1)[1]["prefix_end"] == "small"
-
-
 def test_plot_structures_draws_every_atom():
     from pymatgen.core import Lattice, Structure
 
@@ -227,7 +109,9 @@ def test_run_settings_from_profile():
     settings = inputs.run_settings(params)
     assert settings["n_seeds"] == len(params["seeds"])
     assert settings["lam"] == float(params["uncertainty"]["lam"])
-    assert settings["sign_source"] in {"the paper's text", "the paper's code"}
+    assert settings["val_protocol"] == params["val_protocol"]
+    assert "aleatoric_sign" not in settings
+    assert "sign_source" not in settings
 
 
 def test_palette_gives_each_method_one_distinct_colour_blind_safe_style():
@@ -242,24 +126,45 @@ def test_palette_gives_each_method_one_distinct_colour_blind_safe_style():
         palette.color("no_such_method")
 
 
-def test_plot_ood_draws_methods_in_their_palette_colours():
-    from matplotlib.colors import to_hex
+def _pool() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    n = 12
+    u_ale = rng.uniform(0.1, 2.0, n)
+    u_neg, u_pos = 1 / (1 + np.exp(u_ale)), 1 / (1 + np.exp(-u_ale))
+    w = rng.uniform(0.9, 1.0, n)
+    pool = pd.DataFrame({"id": [str(i) for i in range(n)], "y": 10 * u_ale, "d_nn": -np.log(w) / 0.1, "W": w,
+                         "U_neg": u_neg, "U_pos": u_pos, "I_neg": u_neg / w, "I_pos": u_pos / w})  # fmt: skip
+    for s in ("neg", "pos"):
+        order = np.argsort(pool[f"I_{s}"].to_numpy())
+        keep = np.ones(n, bool)
+        keep[order[: n // 2]] = False
+        pool[f"fusion_{s}@0.5"] = keep
+    return pool.assign(u_ale=u_ale)
 
-    ood = pd.DataFrame(
-        {
-            "dataset": ["d"] * 4,
-            "cluster": [0, 0, 1, 1],
-            "method": ["random", "fusion"] * 2,
-            "test_mae": [1.0, 0.8, 1.2, 0.9],
-        }
-    )
-    fig = figures.plot_ood(ood)
-    handles, labels = fig.axes[0].get_legend_handles_labels()
-    assert labels == [palette.label("fusion"), palette.label("random")]
-    assert [to_hex(h.patches[0].get_facecolor()) for h in handles] == [
-        palette.color("fusion").lower(),
-        palette.color("random").lower(),
-    ]
+
+def test_method_figures_draw_both_signs():
+    pool = _pool()
+    summary = pd.DataFrame({"seed": [0, 0], "method": ["fusion_neg", "fusion_pos"], "ratio": [0.5, 0.5],
+                            "n_pool": [12, 12], "n_kept": [6, 6], "epsilon": [0.3, 0.6]})  # fmt: skip
+    fig = figures.plot_u_vs_w(pool, 0.5)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["FUSION, s = −1", "FUSION, s = +1"]
+    fig = figures.plot_signs(pool.drop(columns="u_ale"), pool[["id", "u_ale"]], 0.5, "eV")
+    assert fig.axes[0].get_xlabel() == "target (eV)"
+    # s = -1 removes the largest U_ale, which here is the largest target.
+    removed = fig.axes[0].collections[1].get_offsets()[:, 0]
+    assert removed.min() >= np.median(pool["y"])
+    fig = figures.plot_ranking_and_epsilon(pool, summary, 0, "neg")
+    assert "s = −1" in fig.axes[0].get_ylabel()
+
+
+def test_glue_table_shows_an_empty_table_as_a_sentence(monkeypatch):
+    import myst_nb
+
+    seen = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, obj, display: seen.update({name: obj}))
+    glue.glue_table("t", pd.DataFrame(columns=["a"]))
+    assert "nothing to show" in seen["t"].data
 
 
 # ----------------------------------------------------------------------------- the built book (e2e)
@@ -359,7 +264,7 @@ def test_book_screenshots(built_book):
         pytest.skip("chromium not installed (apt-get install -y chromium)")
     shots = ROOT / "build" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
-    for page in ("index", "pages/results", "pages/method"):
+    for page in ("index", "pages/results", "pages/paper", "pages/method"):
         png = shots / f"{page.replace('/', '-')}.png"
         png.unlink(missing_ok=True)
         with tempfile.TemporaryDirectory() as profile:
@@ -370,7 +275,7 @@ def test_book_screenshots(built_book):
                     f"--user-data-dir={profile}",
                     "--virtual-time-budget=5000",
                     f"--screenshot={png}",
-                    "--window-size=1200,1800",
+                    "--window-size=1300,1800",
                     (built_book / f"{page}.html").as_uri(),
                 ],
                 capture_output=True,

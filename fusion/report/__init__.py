@@ -11,8 +11,14 @@ Modules:
 - :mod:`~fusion.report.inputs`: reading result files, ``params.yaml`` and the run settings;
 - :mod:`~fusion.report.glue`: gluing values, figures and tables into a page;
 - :mod:`~fusion.report.palette`: one colour, marker and label per pruning method;
-- :mod:`~fusion.report.tables`: display tables and the numbers the text quotes;
-- :mod:`~fusion.report.figures`: the method and results figures;
+- :mod:`~fusion.report.study_tables`: the results page's tables and sentences (verdict,
+  accuracy gate, convergence, effective size, paired comparisons), with
+  :func:`~fusion.report.study_tables.describe_change` for numbers in words;
+- :mod:`~fusion.report.study_checks`: target shift, uncertainty vs target, protocol,
+  optimal point and OOD tables;
+- :mod:`~fusion.report.study`: the study's figures (also saved by the ``figures`` stage);
+- :mod:`~fusion.report.tables`: the paper's quoted claims, the method and paper pages' numbers;
+- :mod:`~fusion.report.figures`: the method page's figures;
 - :mod:`~fusion.report.datasets`: the data page's dataset cards;
 - :mod:`~fusion.report.crystals`: drawing crystal structures;
 - :mod:`~fusion.report.benchmarks`: the performance page (benchmark results and targets).

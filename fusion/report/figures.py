@@ -1,7 +1,8 @@
-"""Figures of the method and results pages (matplotlib; glue them with :func:`fusion.report.glue.glue_figure`).
+"""Figures of the method page (matplotlib; glue them with :func:`fusion.report.glue.glue_figure`).
 
 Each ``plot_*`` function takes the tables it shows and returns a figure; methods
-are drawn in their colour and marker of :mod:`fusion.report.palette`.
+are drawn in their colour and marker of :mod:`fusion.report.palette`. The
+results page's figures are in :mod:`fusion.report.study`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from fusion.report import palette
-from fusion.report.tables import improvement_matrix
 
 
 def pyplot() -> Any:
@@ -50,68 +50,91 @@ def removal_curve(importance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return k / len(s), np.cumsum(s) / k
 
 
-def plot_u_vs_w(scores: pd.DataFrame, column: str | None = None) -> Any:
-    """Uncertainty ``U`` against redundancy weight ``W``, coloured by importance ``I``.
+SIGN_TEXT = {"neg": "s = −1", "pos": "s = +1"}
+
+
+def plot_u_vs_w(scores: pd.DataFrame, ratio: float) -> Any:
+    """Uncertainty score ``U`` against redundancy weight ``W`` for both signs, coloured by ``I = U / W``.
 
     Args:
-        scores: :func:`pool_scores` output.
-        column: Optional keep/remove column (``fusion@0.4``); removed samples get a red edge.
+        scores: :func:`~fusion.report.inputs.pool_scores` output (``W``, ``U_neg``, ``U_pos``,
+            ``I_neg``, ``I_pos``, ``fusion_<s>@<ratio>`` keep columns).
+        ratio: The records removed by FUSION at this ratio get a red edge.
     """
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 4))
-    sc = ax.scatter(scores["W"], scores["U"], c=scores["I"], s=14, cmap="viridis")
-    if column is not None and column in scores:
-        removed = ~scores[column].astype(bool)
-        ax.scatter(
-            scores.loc[removed, "W"],
-            scores.loc[removed, "U"],
-            s=30,
-            facecolors="none",
-            edgecolors="C3",
-            linewidths=0.7,
-            label=f"removed by {column}",
-        )
-        ax.legend(fontsize=7)
-    fig.colorbar(sc, ax=ax, label="importance I = U / W")
-    ax.set(xlabel="redundancy weight W = exp(-γ d_NN)", ylabel="uncertainty score U")
-    fig.tight_layout()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    for ax, s in zip(axes, SIGN_TEXT, strict=True):
+        sc = ax.scatter(scores["W"], scores[f"U_{s}"], c=scores[f"I_{s}"], s=14, cmap="viridis")
+        col = f"fusion_{s}@{ratio:g}"
+        if col in scores:
+            removed = ~scores[col].astype(bool)
+            ax.scatter(scores.loc[removed, "W"], scores.loc[removed, f"U_{s}"], s=30, facecolors="none",
+                       edgecolors="C3", linewidths=0.7, label=f"removed at r = {ratio:g} ({int(removed.sum())})")  # fmt: skip
+            ax.legend(fontsize=8)
+        fig.colorbar(sc, ax=ax, label=f"importance I = U / W ({SIGN_TEXT[s]})")
+        ax.set(xlabel="redundancy weight W = exp(−γ d_NN) (unitless)", ylabel=f"U ({SIGN_TEXT[s]}, unitless)",
+               title=f"FUSION, {SIGN_TEXT[s]}")  # fmt: skip
+    return fig
+
+
+def plot_signs(scores: pd.DataFrame, uncertainty: pd.DataFrame, ratio: float, unit: str) -> Any:
+    """The target against the aleatoric uncertainty, with what each sign removes at ``ratio``.
+
+    Args:
+        scores: :func:`~fusion.report.inputs.pool_scores` output (``id``, ``y``, keep columns).
+        uncertainty: The uncertainty stage's table of the same seed (``id``, ``u_ale``).
+        ratio: The pruning ratio shown.
+        unit: The target's unit.
+    """
+    plt = pyplot()
+    merged = scores.merge(uncertainty[["id", "u_ale"]], on="id")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained", sharey=True)
+    for ax, s in zip(axes, SIGN_TEXT, strict=True):
+        col = f"fusion_{s}@{ratio:g}"
+        keep = merged[col].astype(bool) if col in merged else pd.Series(True, index=merged.index)
+        ax.scatter(merged.loc[keep, "y"], merged.loc[keep, "u_ale"], s=10, color="C0", alpha=0.6,
+                   label=f"kept ({int(keep.sum())})")  # fmt: skip
+        ax.scatter(merged.loc[~keep, "y"], merged.loc[~keep, "u_ale"], s=12, color="C3", alpha=0.8,
+                   label=f"removed ({int((~keep).sum())})")  # fmt: skip
+        ax.set(xlabel=f"target ({unit})", title=f"FUSION, {SIGN_TEXT[s]}, r = {ratio:g}")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("U_ale = β / (α − 1) (surrogate's scale)")
     return fig
 
 
 def plot_ranking_and_epsilon(
-    scores: pd.DataFrame, summary: pd.DataFrame, seed: int, method: str = "fusion"
+    scores: pd.DataFrame, summary: pd.DataFrame, seed: int, sign: str = "neg"
 ) -> Any:
     """Two panels: the sorted importances with the removed prefix, and the epsilon-ratio curve.
 
     Args:
-        scores: :func:`pool_scores` output of ``seed``.
-        summary: :func:`prune_summary` output (the epsilon found per ratio).
+        scores: :func:`~fusion.report.inputs.pool_scores` output of ``seed``.
+        summary: :func:`~fusion.report.inputs.prune_summary` output (the epsilon found per ratio).
         seed: Split seed (selects the rows of ``summary``).
-        method: The method whose epsilons are marked. Defaults to ``"fusion"``.
+        sign: ``"neg"`` (s = −1, the paper's) or ``"pos"``. Defaults to ``"neg"``.
     """
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    rows = summary[(summary["seed"] == seed) & (summary["method"] == method) & (summary["ratio"] > 0)]
-    s = np.sort(scores["I"].to_numpy())
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
+    rows = summary[
+        (summary["seed"] == seed) & (summary["method"] == f"fusion_{sign}") & (summary["ratio"] > 0)
+    ]
+    rows = rows.sort_values("ratio")
+    s = np.sort(scores[f"I_{sign}"].to_numpy())
     axes[0].plot(np.arange(len(s)), s, color="k", lw=1)
-    for k, (_, row) in enumerate(rows.sort_values("ratio").iterrows()):
-        n = int(row["n_removed"])
-        axes[0].axvspan(0, n, color=f"C{k}", alpha=0.15, label=f"removed at r={row['ratio']:g} ({n})")
-    axes[0].set(xlabel="rank (ascending I)", ylabel="importance I", title="the I ranking")
-    axes[0].legend(fontsize=7)
+    for k, (_, row) in enumerate(rows.iterrows()):
+        n = int(row["n_pool"] - row["n_kept"])
+        axes[0].axvspan(0, n, color=f"C{k}", alpha=0.15, label=f"removed at r = {row['ratio']:g} ({n})")
+    axes[0].set(xlabel="rank (ascending I)", ylabel=f"importance I ({SIGN_TEXT[sign]}, unitless)",
+                title=f"the I ranking, {SIGN_TEXT[sign]}")  # fmt: skip
+    axes[0].legend(fontsize=8)
     frac, eps = removal_curve(s)
     axes[1].plot(frac, eps, color="k", lw=1, label="mean I of the removed prefix")
-    for k, (_, row) in enumerate(rows.sort_values("ratio").iterrows()):
-        axes[1].plot(
-            row["n_removed"] / row["n_pool"],
-            row["epsilon"],
-            "o",
-            color=f"C{k}",
-            label=f"r={row['ratio']:g}: ε={row['epsilon']:.4g}",
-        )
-    axes[1].set(xlabel="fraction removed", ylabel="ε (bound on mean I of removed)", title="ε against ratio")
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
+    for k, (_, row) in enumerate(rows.iterrows()):
+        axes[1].plot(1 - row["n_kept"] / row["n_pool"], row["epsilon"], "o", color=f"C{k}",
+                     label=f"r = {row['ratio']:g}: ε = {row['epsilon']:.4g}")  # fmt: skip
+    axes[1].set(xlabel="fraction of the pool removed", ylabel="ε (bound on the mean I removed)",
+                title="ε against the fraction removed")  # fmt: skip
+    axes[1].legend(fontsize=8)
     return fig
 
 
@@ -169,88 +192,10 @@ def plot_projection(
         ax.scatter(*coords[~keep].T, s=8, color="C3", alpha=0.6, label=f"removed ({(~keep).sum()})")
         ax.scatter(*coords[keep].T, s=8, color="C0", alpha=0.8, label=f"kept ({keep.sum()})")
         ax.set(
-            title=f"{method}, r={ratio:g}",
+            title=f"{palette.label(method)}, r = {ratio:g}",
             xlabel=f"PC1 ({100 * ev[0]:.0f} %)",
             ylabel=f"PC2 ({100 * ev[1]:.0f} %)",
         )
         ax.legend(fontsize=6, markerscale=1.5)
-    fig.tight_layout()
-    return fig
-
-
-def plot_improvement_heatmap(improvement: pd.DataFrame) -> Any:
-    """Heatmaps of the improvement over random (%), architectures × datasets, one panel per method.
-
-    The surrogate is one architecture; the other rows show how far its pruning
-    transfers (the paper's cross-model setting).
-    """
-    plt = pyplot()
-    methods = sorted(improvement["method"].unique(), key=lambda m: (m != "fusion", m))
-    n = max(1, len(methods))
-    ncols = min(3, n)
-    nrows = int(np.ceil(n / ncols))
-    mats = [improvement_matrix(improvement, m) for m in methods]
-    lim = max([np.nanmax(np.abs(m.to_numpy())) for m in mats if m.size] + [1.0])
-    height = 1.2 + 0.45 * max(3, *(len(m) for m in mats))
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(3.8 * ncols, height * nrows), squeeze=False, layout="constrained"
-    )
-    for ax in axes.flat[len(methods) :]:
-        ax.set_visible(False)
-    im = None
-    for ax, method, mat in zip(axes.flat, methods, mats, strict=False):
-        im = ax.imshow(mat.to_numpy(), cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
-        ax.set_xticks(range(mat.shape[1]), mat.columns, fontsize=8)
-        ax.set_yticks(range(mat.shape[0]), mat.index, fontsize=8)
-        for (i, j), v in np.ndenumerate(mat.to_numpy()):
-            ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=7)
-        ax.set_title(method, fontsize=9)
-    if im is not None:
-        fig.colorbar(im, ax=list(axes.flat[: len(methods)]), label="improvement over random (%)", shrink=0.8)
-    return fig
-
-
-def plot_optimal(optimal: pd.DataFrame) -> Any:
-    """MAE improvement (%) against the fraction FUSION removes, per dataset (mean ± std over seeds)."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
-    for k, (ds, part) in enumerate(optimal.groupby("dataset", sort=True)):
-        g = part.groupby("ratio")["improvement_pct"]
-        ax.errorbar(
-            100 * g.mean().index,
-            g.mean(),
-            yerr=g.std().fillna(0),
-            marker="o",
-            ms=3,
-            capsize=2,
-            label=str(ds),
-            color=f"C{k}",
-        )
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.set(xlabel="% of the pool removed by FUSION", ylabel="MAE improvement vs no pruning (%)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def plot_ood(ood: pd.DataFrame) -> Any:
-    """Leave-one-cluster-out test MAE, bars per held-out cluster and method, one panel per dataset."""
-    plt = pyplot()
-    panels = list(ood.groupby("dataset", sort=True))
-    n = max(1, len(panels))
-    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.3), squeeze=False)
-    for ax, (ds, part) in zip(axes.flat, panels, strict=False):
-        wide = part.pivot_table(index="cluster", columns="method", values="test_mae")
-        width = 0.8 / max(1, wide.shape[1])
-        for k, method in enumerate(palette.ordered(wide.columns)):
-            ax.bar(
-                wide.index + k * width,
-                wide[method],
-                width=width,
-                label=palette.label(method),
-                color=palette.color(method),
-            )
-        ax.set(title=str(ds), xlabel="held-out cluster", ylabel="test MAE")
-        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -35,10 +35,42 @@ def glue_figure(name: str, fig: Any) -> None:
     plt.close(fig)
 
 
-def glue_table(name: str, df: pd.DataFrame) -> None:
-    """Glue a table (for ``{glue:figure}``/``{glue}``), rendered as HTML without its index."""
+def glue_table(name: str, df: pd.DataFrame, wrap: bool = False) -> None:
+    """Glue a table (for ``{glue:figure}``/``{glue}``), rendered as HTML without its index.
+
+    Args:
+        name: Glue key.
+        df: The display table (an empty one renders as "nothing to show").
+        wrap: Let long cells wrap (class ``fusion-wrap``) instead of scrolling.
+    """
     from IPython.display import HTML
     from myst_nb import glue
 
-    html = df.to_html(index=False, na_rep="–", classes="fusion-table", border=0, escape=True)
+    if df.empty:
+        df = pd.DataFrame({"": ["nothing to show in this run"]})
+    classes = "fusion-table fusion-wrap" if wrap else "fusion-table"
+    html = df.to_html(index=False, na_rep="–", classes=classes, border=0, escape=True)
     glue(name, HTML(html), display=False)
+
+
+def glue_sections(tables: Mapping[str, tuple[pd.DataFrame, str]], prefix: str, heading: str = "###") -> None:
+    """Glue one table per key and display a MyST heading and ``{glue:figure}`` for each.
+
+    For pages whose number of tables depends on the profile (one per dataset):
+    each table is glued as ``<prefix>_<key>`` and labelled ``<prefix>-<key>``
+    (underscores become hyphens). Needs ``nb_render_markdown_format: myst``.
+
+    Args:
+        tables: Key -> (display table, caption in MyST).
+        prefix: Glue-key prefix.
+        heading: Markdown heading level of each section. Defaults to ``###``.
+    """
+    from IPython.display import Markdown, display
+
+    for key, (df, caption) in tables.items():
+        name = f"{prefix}_{key}"
+        glue_table(name, df)
+        label = name.replace("_", "-")
+        display(
+            Markdown(f"{heading} `{key}`\n\n```{{glue:figure}} {name}\n:name: {label}\n\n{caption}\n```\n")
+        )

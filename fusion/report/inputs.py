@@ -30,7 +30,12 @@ def read_table(path: str | Path, **kwargs: Any) -> pd.DataFrame:
         **kwargs: Passed to :func:`pandas.read_csv`.
     """
     path = Path(path)
-    return pd.read_csv(path, **kwargs) if path.exists() else pd.DataFrame()
+    if not path.exists():
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path, **kwargs)
+    except pd.errors.EmptyDataError:  # the analyze stage writes an empty table as an empty file
+        return pd.DataFrame()
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
@@ -95,6 +100,16 @@ def _profile_name(params: Mapping[str, Any], root: str | Path = ".") -> str:
 def pool_scores(key: str, seed: int, root: str | Path = ".") -> pd.DataFrame:
     """The pool of one split with U, W, I and the keep/remove columns of every method@ratio."""
     return read_table(Path(root, "results", "prune", key, f"seed-{seed}.csv"), dtype={"id": str})
+
+
+def uncertainty_scores(key: str, seed: int, root: str | Path = ".") -> pd.DataFrame:
+    """The surrogate's ``u_ale``, ``u_epi`` and both signs' ``U`` per prunable id of one split."""
+    return read_table(Path(root, "results", "uncertainty", key, f"seed-{seed}.csv"), dtype={"id": str})
+
+
+def analysis_table(name: str, root: str | Path = ".") -> pd.DataFrame:
+    """``results/analysis/<name>.csv`` of the ``analyze`` stage (empty if missing or empty)."""
+    return read_table(Path(root, "results", "analysis", f"{name}.csv"), dtype={"id": str})
 
 
 def prune_summary(key: str, root: str | Path = ".") -> pd.DataFrame:

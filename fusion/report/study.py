@@ -97,6 +97,8 @@ def effective_size(effective: pd.DataFrame, methods: Sequence[str] | None = None
     random itself). Above the diagonal, a method's kept set is worth more than
     a random set of its size.
     """
+    if effective.empty:
+        return placeholder("no effective sizes: no dataset's random-pruning MAE falls with the training size")
     keys = sorted(effective["dataset"].unique())
     fig, axes = _grid(len(keys))
     for ax, key in zip(axes, keys, strict=False):
@@ -140,6 +142,15 @@ def target_shift(shift: pd.DataFrame, methods: Sequence[str] | None = None) -> A
         ax.set_ylabel("kept set in the top target decile (%)", fontsize=FONT)
         ax.tick_params(labelsize=FONT)
     _legend(fig, axes[: len(keys)])
+    return fig
+
+
+def placeholder(text: str) -> Any:
+    """A small figure that says why there is nothing to draw (keeps a page's figure reference valid)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 1.2))
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=FONT + 1, wrap=True)
+    ax.set_axis_off()
     return fig
 
 
