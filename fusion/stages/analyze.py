@@ -117,7 +117,15 @@ def run(
     out["ood"] = analysis.ood_table(out["ood_runs"])
     for name, df in out.items():
         analysis.save_csv(df, table_path(name))
-    verdicts = analysis.verdict(comparison, out["cross_dataset"], gated, arch, out["optimal"], out["ood"])
+    verdicts = analysis.verdict(
+        comparison,
+        out["cross_dataset"],
+        gated,
+        arch,
+        out["optimal"],
+        out["ood"],
+        runs=runs[runs["arch"] == arch],
+    )
     tuned = {
         k: json.loads(paths.tune_choice_path(k).read_text())
         for k in keys
