@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from fusion.report import study_checks, study_tables, tables
-from fusion.report.study_tables import describe_change
+from fusion.verdict import describe_change
 
 UNITS = {"a": "meV/atom", "b": "eV"}
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fusion import analysis
+from fusion import analysis, verdict
 from fusion.paths import column
 from fusion.stages import prune, train, tune
 from fusion.stages.common import budget_epochs, prunable_ids
@@ -159,21 +159,16 @@ def test_convergence_and_accuracy_gate():
     assert "median predictor" in acc.iloc[0]["reason"]
 
 
-def test_sentences_read_correctly_for_either_sign():
-    assert analysis._fmt_change(12.04) == "12.0 % lower MAE"
-    assert analysis._fmt_change(-12.06) == "12.1 % higher MAE"
-
-
 def test_verdict_follows_the_paired_evidence():
     runs = synthetic_runs()
     for fusion_is, expected in (("fusion_neg", "holds"), ("bad", "does not hold")):
         data = runs[runs["method"].isin(["random", fusion_is])].replace({"method": {fusion_is: "fusion_neg"}})
         comp = analysis.compare(data)
         cross = analysis.cross_dataset(comp, ["d"])
-        verdict = analysis.verdict(comp, cross, ["d"], "cgcnn")
-        assert verdict["beats_random"]["status"] == expected, verdict["beats_random"]
+        result = verdict.verdict(comp, cross, ["d"], "cgcnn")
+        assert result["beats_random"]["status"] == expected, result["beats_random"]
     # FUSION against diversity on jdft2d at 80 %, paired by seed.
     jd = runs[runs["ratio"] == 0.8].replace({"dataset": {"d": "jdft2d"}, "method": {"bad": "diversity"}})
-    verdict = analysis.verdict(analysis.compare(jd), pd.DataFrame(), [], "cgcnn", runs=jd)
-    assert verdict["beats_diversity_jdft2d_80"]["status"] == "holds"
-    assert "lower MAE than diversity" in verdict["beats_diversity_jdft2d_80"]["reason"]
+    result = verdict.verdict(analysis.compare(jd), pd.DataFrame(), [], "cgcnn", runs=jd)
+    assert result["beats_diversity_jdft2d_80"]["status"] == "holds"
+    assert "lower MAE than diversity" in result["beats_diversity_jdft2d_80"]["reason"]

@@ -13,7 +13,7 @@ Modules:
 - :mod:`~fusion.report.palette`: one colour, marker and label per pruning method;
 - :mod:`~fusion.report.study_tables`: the results page's tables and sentences (verdict,
   accuracy gate, convergence, effective size, paired comparisons), with
-  :func:`~fusion.report.study_tables.describe_change` for numbers in words;
+  :func:`~fusion.verdict.describe_change` for numbers in words;
 - :mod:`~fusion.report.study_checks`: target shift, uncertainty vs target, protocol,
   optimal point and OOD tables;
 - :mod:`~fusion.report.study`: the study's figures (also saved by the ``figures`` stage);

@@ -4,7 +4,7 @@ Every function is pure: analysis tables (``results/analysis/<name>.csv``) in,
 a display DataFrame and/or a dict of values for
 :func:`fusion.report.glue.glue_values` out. A number the text quotes comes from
 the same function as the table beside it, and every sentence built from a
-number reads correctly for either sign: :func:`describe_change` says "12.0 %
+number reads correctly for either sign: :func:`fusion.verdict.describe_change` says "12.0 %
 lower MAE" or "12.0 % higher MAE", never "-12.0 % lower".
 
 Sign convention of the inputs (that of :mod:`fusion.analysis`):
@@ -20,32 +20,13 @@ import numpy as np
 import pandas as pd
 
 from fusion.report import palette
+from fusion.verdict import describe_change
 
 ALPHA = 0.05  # Holm-adjusted significance level (that of fusion.analysis)
 MINUS = "\u2212"
 
 
 # ----------------------------------------------------------------------------- formatting
-
-
-def describe_change(pct: float, noun: str = "MAE", digits: int = 1) -> str:
-    """A relative change in words that reads correctly for either sign.
-
-    Args:
-        pct: Relative improvement in %, positive = lower ``noun`` (``fusion.analysis``'s convention).
-        noun: What changed. Defaults to ``"MAE"``; ``""`` leaves it out.
-        digits: Decimals. Defaults to 1.
-
-    Returns:
-        ``"12.0 % lower MAE"``, ``"12.0 % higher MAE"``, ``"the same MAE (within 0.05 %)"``
-        or ``"no measurement"`` for NaN.
-    """
-    tail = f" {noun}" if noun else ""
-    if pct is None or not np.isfinite(pct):
-        return "no measurement"
-    if round(abs(pct), digits) == 0:
-        return f"the same{tail} (within {0.5 * 10.0**-digits:g} %)"
-    return f"{abs(pct):.{digits}f} % {'lower' if pct > 0 else 'higher'}{tail}"
 
 
 def signed(x: float, digits: int = 1) -> str:

@@ -102,7 +102,7 @@ def removed_side(removed_mean: float, pool_mean: float) -> str:
 
 def _range(part: pd.DataFrame) -> str:
     """The smallest and largest improvement over random of some comparison rows, in words."""
-    from fusion.report.study_tables import describe_change
+    from fusion.verdict import describe_change
 
     if part.empty:
         return "not run"
@@ -133,7 +133,7 @@ def paper_table(
         improvements over random as the range over dataset × ratio cells of
         FUSION (s = −1), in words.
     """
-    from fusion.report.study_tables import describe_change
+    from fusion.verdict import describe_change
 
     p = PAPER_CLAIMS
     fus = comparison[comparison["method"] == "fusion_neg"] if len(comparison) else comparison

@@ -4,7 +4,8 @@ Reads the outputs of ``prepare``, ``tune``, ``uncertainty``, ``prune``,
 ``train``, ``converge``, ``protocol``, ``optimal`` and ``ood`` and writes
 small tables to ``results/analysis/`` (what the figures and the book read) and
 ``results/metrics.json`` (the metrics contract: ``study``, ``accuracy``,
-``vs_random``, ``verdict``). The statistics are in :mod:`fusion.analysis`.
+``vs_random``, ``verdict``). The statistics are in :mod:`fusion.analysis`, the
+verdict in :mod:`fusion.verdict`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from fusion import analysis, paths
+from fusion import analysis, paths, verdict
 from fusion.stages.common import load_records, load_split, load_summary
 
 #: Tables written, by name (``results/analysis/<name>.csv``).
@@ -117,7 +118,7 @@ def run(
     out["ood"] = analysis.ood_table(out["ood_runs"])
     for name, df in out.items():
         analysis.save_csv(df, table_path(name))
-    verdicts = analysis.verdict(
+    verdicts = verdict.verdict(
         comparison,
         out["cross_dataset"],
         gated,
@@ -140,7 +141,7 @@ def run(
         + ", ".join(f"{k} ({t['lr']:g}, {t['epochs']})" for k, t in tuned.items()),
         "wall_hours": wall_hours,
     }
-    metrics = analysis.metrics(study, acc, comparison, out["effective_size"], verdicts, arch)
+    metrics = verdict.metrics(study, acc, comparison, out["effective_size"], verdicts, arch)
     analysis.save_json(metrics, paths.metrics_path())
     return metrics
 
