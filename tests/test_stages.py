@@ -172,3 +172,43 @@ def test_verdict_follows_the_paired_evidence():
     result = verdict.verdict(analysis.compare(jd), pd.DataFrame(), [], "cgcnn", runs=jd)
     assert result["beats_diversity_jdft2d_80"]["status"] == "holds"
     assert "lower MAE than diversity" in result["beats_diversity_jdft2d_80"]["reason"]
+
+
+def test_a_rerun_reuses_finished_runs_and_only_those(tmp_path, monkeypatch):
+    from fusion.stages import common
+    from fusion.stages.train import fit_or_reuse
+
+    calls = []
+
+    def fake_fit(arch, size, graphs, tr, va, te, config):
+        calls.append(len(tr))
+        return {"n_train": len(tr), "test_mae": float(len(tr))}
+
+    monkeypatch.setattr("fusion.stages.train.fit_and_score", fake_fit)
+    path = tmp_path / "cell.csv"
+    split = split_of()
+    cfg = common.train_config(3, 8, 1e-3, 3, 0, 1)
+    for _ in range(2):  # the first pass trains twice, the rerun reuses both rows
+        log = common.RunLog(path)
+        for n in (70, 35):
+            log.add(
+                {
+                    "method": "m",
+                    **fit_or_reuse(log, "cgcnn", "cpu", {}, (split["train"][:n], split["val"], []), cfg),
+                }
+            )
+        log.frame()
+    assert calls == [70, 35]
+    assert log.reused == 2
+    # Another training set or other settings are new runs.
+    log = common.RunLog(path)
+    fit_or_reuse(log, "cgcnn", "cpu", {}, (split["train"][:20], split["val"], []), cfg)
+    fit_or_reuse(
+        log,
+        "cgcnn",
+        "cpu",
+        {},
+        (split["train"][:70], split["val"], []),
+        common.train_config(6, 8, 1e-3, 6, 0, 1),
+    )
+    assert calls == [70, 35, 20, 70]

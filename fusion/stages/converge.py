@@ -14,18 +14,8 @@ from collections.abc import Sequence
 import pandas as pd
 
 from fusion import paths
-from fusion.stages.common import (
-    RunLog,
-    budget_epochs,
-    code_version,
-    fit_and_score,
-    ids_hash,
-    load_graph_cache,
-    load_split,
-    run_key,
-    train_config,
-)
-from fusion.stages.train import kept_sets
+from fusion.stages.common import RunLog, budget_epochs, load_graph_cache, load_split, train_config
+from fusion.stages.train import fit_or_reuse, kept_sets
 from fusion.stages.uncertainty import resolve
 
 
@@ -66,7 +56,7 @@ def run(
     """
     n_epochs, peak_lr = resolve(key, epochs, lr)
     graphs = load_graph_cache(key)
-    log, version = RunLog(paths.converge_path(key)), code_version()
+    log = RunLog(paths.converge_path(key))
     for seed in map(int, seeds):
         split = load_split(key, seed)
         table = pd.read_csv(paths.prune_path(key, seed), dtype={"id": str})
@@ -79,17 +69,13 @@ def run(
             common = {"dataset": key, "arch": arch, "seed": seed, "ratio": ratio}
             log.add({**common, "factor": 1.0, "epochs": int(one["epochs"]), "test_mae": float(one["test_mae"]),
                      "run_key": ""})  # fmt: skip
-            rk = run_key(arch=arch, size=size, seed=seed, epochs=e, lr=peak_lr, batch=batch_size, patience=cfg.patience,
-                         threads=num_threads, ids=ids_hash(tr, va, split["test"]), code=version)  # fmt: skip
-            row = log.get(rk)
-            if row is None:
-                res = fit_and_score(arch, size, graphs, tr, va, split["test"], cfg)
-                row = {
-                    **common,
-                    "factor": float(factor),
-                    "epochs": e,
-                    "test_mae": res["test_mae"],
-                    "run_key": rk,
-                }
+            res = fit_or_reuse(log, arch, size, graphs, (tr, va, split["test"]), cfg)
+            row = {
+                **common,
+                "factor": float(factor),
+                "epochs": e,
+                "test_mae": res["test_mae"],
+                "run_key": res["run_key"],
+            }
             log.add(row)
     return log.frame()

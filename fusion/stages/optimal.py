@@ -19,18 +19,14 @@ from fusion.stages import prune as prune_stage
 from fusion.stages.common import (
     RunLog,
     budget_epochs,
-    code_version,
-    fit_and_score,
-    ids_hash,
     load_fingerprint_rows,
     load_graph_cache,
     load_records,
     load_split,
     prunable_ids,
-    run_key,
     train_config,
 )
-from fusion.stages.train import kept_sets
+from fusion.stages.train import fit_or_reuse, kept_sets
 from fusion.stages.uncertainty import resolve
 
 
@@ -73,7 +69,7 @@ def run(
     graphs = load_graph_cache(key)
     records = load_records(key).set_index("id")
     grid = [("random", 0.0)] + [(m, float(r)) for m in methods for r in ratios if r > 0]
-    log, version = RunLog(paths.optimal_path(key)), code_version()
+    log = RunLog(paths.optimal_path(key))
     for seed in map(int, seeds):
         split = load_split(key, seed)
         pool = prunable_ids(split, "fixed")
@@ -85,11 +81,7 @@ def run(
             tr, va = kept_sets(table, split, method, ratio, "fixed")
             e = budget_epochs(n_epochs, len(tr), len(split["train"]), budget)
             cfg = train_config(e, batch_size, peak_lr, patience or e, seed, num_threads)
-            rk = run_key(arch=arch, size=size, seed=seed, epochs=e, lr=peak_lr, batch=batch_size, patience=cfg.patience,
-                         threads=num_threads, ids=ids_hash(tr, va, split["test"]), code=version)  # fmt: skip
-            row = log.get(rk)
-            if row is None:
-                res = fit_and_score(arch, size, graphs, tr, va, split["test"], cfg)
-                row = {"dataset": key, "arch": arch, "seed": seed, **res, "run_key": rk}
+            row = fit_or_reuse(log, arch, size, graphs, (tr, va, split["test"]), cfg)
+            row = {"dataset": key, "arch": arch, "seed": seed, **row}
             log.add({**row, "method": method, "ratio": ratio})
     return log.frame()

@@ -14,20 +14,58 @@ the same epochs or the same optimiser steps as the unpruned one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
 from fusion import paths
 from fusion.paths import column
 from fusion.stages.common import (
+    RunLog,
     budget_epochs,
+    code_version,
     fit_and_score,
+    ids_hash,
     load_graph_cache,
     load_split,
+    run_key,
     train_config,
-    write_csv,
 )
 from fusion.stages.uncertainty import resolve
+
+
+def fit_or_reuse(
+    log: RunLog,
+    arch: str,
+    size: str,
+    graphs: dict[str, Any],
+    ids: tuple[Sequence[str], Sequence[str], Sequence[str]],
+    config: Any,
+) -> dict[str, Any]:
+    """One training run, or its stored row when ``log`` holds the same run.
+
+    The run is identified by its settings, the hash of its train/val/test ids
+    and the training code's version (:func:`fusion.stages.common.code_version`).
+
+    Args:
+        log: The stage's :class:`fusion.stages.common.RunLog`.
+        arch: Architecture.
+        size: Model size preset.
+        graphs: Graph of every id.
+        ids: ``(train, val, test)`` ids.
+        config: The :class:`fusion.train.TrainConfig`.
+
+    Returns:
+        :func:`fusion.stages.common.fit_and_score`'s fields plus ``run_key``.
+    """
+    tr, va, te = ids
+    key = run_key(arch=arch, size=size, seed=config.seed, epochs=config.epochs, lr=config.lr,
+                  batch=config.batch_size, patience=config.patience, threads=config.num_threads,
+                  ids=ids_hash(tr, va, te), code=code_version())  # fmt: skip
+    row = log.get(key)
+    if row is None:
+        row = {**fit_and_score(arch, size, graphs, tr, va, te, config), "run_key": key}
+    return row
 
 
 def kept_sets(
@@ -85,16 +123,12 @@ def run(
     table = pd.read_csv(paths.prune_path(key, seed), dtype={"id": str})
     columns = [c for c in table.columns if "@" in c and (runs is None or c in runs)]
     n_full = len(split["train"])
-    rows = []
+    log = RunLog(paths.train_path(key, arch, seed))
     for col in columns:
         method, ratio = col.split("@")[0], float(col.split("@")[1])
         tr, va = kept_sets(table, split, method, ratio, val_protocol)
         e = budget_epochs(n_epochs, len(tr), n_full, budget)
         cfg = train_config(e, batch_size, peak_lr, patience or e, seed, num_threads)
-        res = fit_and_score(arch, size, graphs, tr, va, split["test"], cfg)
-        rows.append(
-            {"dataset": key, "arch": arch, "seed": int(seed), "method": method, "ratio": ratio, **res}
-        )
-    out = pd.DataFrame(rows)
-    write_csv(out, paths.train_path(key, arch, seed))
-    return out
+        row = fit_or_reuse(log, arch, size, graphs, (tr, va, split["test"]), cfg)
+        log.add({"dataset": key, "arch": arch, "seed": int(seed), "method": method, "ratio": ratio, **row})
+    return log.frame()
