@@ -17,6 +17,13 @@ Afterwards ``dvc repro`` runs what is left (``analyze``, ``figures``, the book).
 Usage, from the repository root with the venv's ``dvc``::
 
     python tools/parallel_repro.py train optimal ood --jobs 2 --threads 1
+
+With ``--exact`` it runs exactly the stages named (full names, stale or not),
+which also works before upstream outputs exist, when ``dvc repro --dry`` fails:
+a named stage starts once every named stage upstream of it has finished, in
+the order given, and each finished stage is committed at once::
+
+    python tools/parallel_repro.py --exact tune@jdft2d uncertainty@jdft2d prune@jdft2d train@jdft2d-cgcnn-0
 """
 
 from __future__ import annotations
@@ -58,22 +65,45 @@ def ancestors() -> dict[str, set[str]]:
     return up
 
 
+def exact_stages(names: list[str]) -> list[tuple[str, str]]:
+    """(name, command) of the named stages, in the given order, from ``dvc.yaml`` (no staleness check)."""
+    from dvc.repo import Repo
+
+    repo = Repo(".")
+    out = []
+    for name in names:
+        (stage,) = repo.stage.collect(name)
+        out.append((name, stage.cmd))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (1 if a stage failed, 2 if blocked)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("prefixes", nargs="+", help="stage name prefixes, e.g. train optimal ood")
+    ap.add_argument(
+        "prefixes", nargs="+", help="stage name prefixes, e.g. train optimal ood (full names with --exact)"
+    )
+    ap.add_argument(
+        "--exact", action="store_true", help="run exactly these stages (upstream ones first), stale or not"
+    )
     ap.add_argument("--jobs", type=int, default=2, help="stages at a time (default 2)")
     ap.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS per stage (default 1)")
     ap.add_argument("--logs", type=Path, default=Path("build/parallel_repro"), help="one log per stage")
     args = ap.parse_args(argv)
 
-    stale = stale_stages()
-    chosen = [(s, c) for s, c in stale if s.split("@")[0] in args.prefixes]
-    others = {s for s, _ in stale} - {s for s, _ in chosen}
+    up = ancestors()
+    if args.exact:
+        # A stage whose upstream outputs do not exist yet makes `dvc repro --dry` fail, so
+        # the caller names the stages; a named stage waits for the named stages upstream of it.
+        chosen = exact_stages(args.prefixes)
+        others: set[str] = set()
+    else:
+        stale = stale_stages()
+        chosen = [(s, c) for s, c in stale if s.split("@")[0] in args.prefixes]
+        others = {s for s, _ in stale} - {s for s, _ in chosen}
     if not chosen:
         print("nothing to run")
         return 0
-    up = ancestors()
     blocked = {s: up.get(s, set()) & others for s, _ in chosen}
     blocked = {s: b for s, b in blocked.items() if b}
     if blocked:
@@ -97,20 +127,40 @@ def main(argv: list[str] | None = None) -> int:
             ).returncode
         return name, rc, time.perf_counter() - t0
 
+    names = {s for s, _ in chosen}
+    pending = list(chosen)
+    unfinished = set(names)
     done: list[str] = []
+    failed: list[str] = []
     with cf.ThreadPoolExecutor(args.jobs) as pool:
-        for fut in cf.as_completed([pool.submit(run, st) for st in chosen]):
-            name, rc, dt = fut.result()
-            print(
-                f"{time.strftime('%H:%M:%S')} {name}: {'ok' if rc == 0 else f'FAILED (rc {rc})'} in {dt:.0f} s",
-                flush=True,
-            )
-            if rc == 0:
-                done.append(name)
-    if done:
-        subprocess.run(["dvc", "commit", "-f", *done], check=True)
-    failed = len(chosen) - len(done)
-    print(f"committed {len(done)} stages; {failed} failed", flush=True)
+        running: dict[cf.Future, str] = {}
+        while pending or running:
+            # Start every stage whose named upstream stages have all finished.
+            for st in list(pending):
+                if len(running) >= args.jobs:
+                    break
+                if not (up.get(st[0], set()) & names & unfinished):
+                    pending.remove(st)
+                    running[pool.submit(run, st)] = st[0]
+            if not running:  # the rest waits on a failed stage
+                failed += [s for s, _ in pending]
+                break
+            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for fut in finished:
+                name, rc, dt = fut.result()
+                del running[fut]
+                print(
+                    f"{time.strftime('%H:%M:%S')} {name}: {'ok' if rc == 0 else f'FAILED (rc {rc})'} in {dt:.0f} s",
+                    flush=True,
+                )
+                if rc == 0:
+                    unfinished.discard(name)
+                    done.append(name)
+                    # Record it at once, so an interrupted session keeps every finished stage.
+                    subprocess.run(["dvc", "commit", "-f", "-q", name], check=False)
+                else:
+                    failed.append(name)
+    print(f"committed {len(done)} stages; {len(failed)} failed or not run: {failed}", flush=True)
     return 1 if failed else 0
 
 
