@@ -1,4 +1,4 @@
-"""Aggregation, improvement over random, paired tests, and OOD splits on hand-made tables."""
+"""The study's tables on hand-made data: aggregation, floors, optimal point, OOD, protocol; OOD splits."""
 
 from __future__ import annotations
 
@@ -32,59 +32,6 @@ def test_aggregate_mean_std_n():
     assert (s["n"] == 3).all()
 
 
-def test_improvement_over_random():
-    imp = analysis.improvement_over_reference(analysis.aggregate(runs()), "random").set_index("ratio")
-    assert set(imp["method"]) == {"fusion"}
-    assert imp.loc[0.4, "improvement_pct"] == pytest.approx(100 * (12 - 10) / 12)
-    assert imp.loc[0.0, "improvement_pct"] == pytest.approx(0.0)
-
-
-def test_paired_test_detects_a_clear_difference_only():
-    rng = np.random.default_rng(0)
-    base = rng.normal(10, 1, size=8)
-    clear = analysis.paired_test(base - 1.0 + rng.normal(0, 0.05, 8), base)
-    none = analysis.paired_test(base + rng.normal(0, 0.5, 8), base)
-    assert clear["t_pvalue"] < 1e-3
-    assert clear["wilcoxon_pvalue"] < 0.01
-    assert clear["mean_diff"] == pytest.approx(-1.0, abs=0.1)
-    assert none["t_pvalue"] > 0.05
-    assert none["wilcoxon_pvalue"] > 0.05
-    same = analysis.paired_test(base, base)
-    assert same["t_pvalue"] == 1.0
-    few = analysis.paired_test(base[:3] - 1, base[:3])
-    assert np.isnan(few["wilcoxon_pvalue"])
-    assert not np.isnan(few["t_pvalue"])
-    assert np.isnan(analysis.paired_test(base[:1], base[:1] + 1)["t_pvalue"])
-
-
-def test_paired_tests_pairs_by_seed():
-    df = runs()
-    # Shuffle rows: pairing must follow the seed column, not the row order.
-    tests = analysis.paired_tests(df.sample(frac=1, random_state=1)).set_index("ratio")
-    assert tests.loc[0.4, "mean_diff"] == pytest.approx(-2.0)
-    assert tests.loc[0.4, "t_pvalue"] == 0.0  # constant difference: zero variance
-    assert tests.loc[0.0, "t_pvalue"] == 1.0
-
-
-def test_headline_numbers():
-    imp = analysis.improvement_over_reference(analysis.aggregate(runs()))
-    optimal = pd.DataFrame(
-        {"dataset": "d", "seed": [0, 0, 1, 1], "ratio": [0.0, 0.05, 0.0, 0.05], "test_mae": [10, 9, 10, 8]}
-    )
-    ood = pd.DataFrame(
-        {
-            "dataset": "d",
-            "cluster": [0, 0, 1, 1],
-            "method": ["fusion", "random"] * 2,
-            "test_mae": [9.0, 10.0, 9.0, 10.0],
-        }
-    )
-    h = analysis.headline(imp, optimal, ood)
-    assert h["improvement_over_random_pct"]["d"] == pytest.approx(16.667, abs=1e-3)
-    assert h["optimal_point"]["d"] == {"ratio": 0.05, "improvement_pct": 15.0}
-    assert h["ood_improvement_over_random_pct"]["d"] == pytest.approx(10.0)
-
-
 def test_clusters_and_leave_one_cluster_out():
     rng = np.random.default_rng(0)
     centres = np.eye(3) * 5
@@ -107,33 +54,63 @@ def test_clusters_and_leave_one_cluster_out():
         soap_clusters(X, 1)
 
 
-def test_mean_predictor_uses_pool_mean_on_test(tmp_path):
-    import json
-
-    targets = pd.Series([1.0, 3.0, 5.0, 10.0, 0.0], index=["a", "b", "c", "d", "e"])
-    split = {"train": ["a", "b"], "val": ["c"], "test": ["d", "e"]}
-    # Pool mean 3: |10 - 3| and |0 - 3| average to 5.
-    assert analysis.mean_predictor_mae(targets, split) == pytest.approx(5.0)
-    (tmp_path / "records.csv").write_text("id,target\na,1\nb,3\nc,5\nd,10\ne,0\n")
-    (tmp_path / "s0.json").write_text(json.dumps(split))
-    (tmp_path / "s1.json").write_text(json.dumps({"train": ["d"], "val": ["e"], "test": ["a"]}))
-    table = analysis.mean_predictor_table(
-        {"toy": tmp_path / "records.csv"},
-        {("toy", 1): tmp_path / "s1.json", ("toy", 0): tmp_path / "s0.json"},
-    )
-    assert table["seed"].tolist() == [0, 1]
-    assert table["test_mae"].tolist() == pytest.approx([5.0, 4.0])
+def test_constant_predictors_fit_on_the_training_part():
+    targets = {"toy": pd.Series([1.0, 3.0, 5.0, 10.0, 0.0], index=["a", "b", "c", "d", "e"])}
+    split = {"train": ["a", "b", "c"], "val": [], "test": ["d", "e"]}
+    table = analysis.predictor_table(targets, {("toy", 0): split})
+    # Training median 3 and mean 3: |10 - 3| and |0 - 3| average to 5.
+    assert table.iloc[0]["median_mae"] == pytest.approx(5.0)
+    assert table.iloc[0]["mean_mae"] == pytest.approx(5.0)
 
 
-def test_uncertainty_target_table_ranks(tmp_path):
-    (tmp_path / "records.csv").write_text("id,target\na,1\nb,2\nc,3\nd,4\n")
-    # u_ale rises with the target, u_epi falls, U is unrelated to the order of either.
-    (tmp_path / "u.csv").write_text("id,u_ale,u_epi,U\na,0.1,4,0.5\nb,0.2,3,0.7\nc,0.3,2,0.4\nd,0.4,1,0.6\n")
-    table = analysis.uncertainty_target_table(
-        {"toy": tmp_path / "records.csv"}, {("toy", 0): tmp_path / "u.csv"}
-    )
-    row = table.iloc[0]
+def test_uncertainty_target_table_ranks():
+    targets = {"toy": pd.Series([1.0, 2.0, 3.0, 4.0], index=["a", "b", "c", "d"])}
+    # u_ale rises with the target, u_epi falls.
+    u = pd.DataFrame({"id": ["a", "b", "c", "d"], "u_ale": [0.1, 0.2, 0.3, 0.4], "u_epi": [4, 3, 2, 1]})
+    row = analysis.uncertainty_target_table(targets, {("toy", 0): u}).iloc[0]
     assert row["n"] == 4
-    assert row["spearman_target_u_ale"] == pytest.approx(1.0)
-    assert row["spearman_target_u_epi"] == pytest.approx(-1.0)
-    assert abs(row["spearman_target_U"]) < 1.0
+    assert row["spearman_u_ale"] == pytest.approx(1.0)
+    assert row["spearman_u_epi"] == pytest.approx(-1.0)
+
+
+def test_optimal_point_is_chosen_on_validation_not_test():
+    rows = []
+    for seed in range(4):
+        rows.append({"dataset": "d", "seed": seed, "method": "random", "ratio": 0.0, "val_mae": 10.0,
+                     "test_mae": 10.0 + 0.1 * seed})  # fmt: skip
+        for method in ("fusion_neg", "random"):
+            # 0.02 looks best on validation; 0.04 would look best on test.
+            rows.append({"dataset": "d", "seed": seed, "method": method, "ratio": 0.02, "val_mae": 9.0,
+                         "test_mae": 9.5 + 0.1 * seed**2 + (0.2 + 0.05 * seed if method == "random" else 0.0)})  # fmt: skip
+            rows.append({"dataset": "d", "seed": seed, "method": method, "ratio": 0.04, "val_mae": 11.0,
+                         "test_mae": 8.0 + 0.1 * seed})  # fmt: skip
+    table = analysis.optimal_table(pd.DataFrame(rows)).set_index(["method", "versus"])
+    assert table.loc[("fusion_neg", "ratio 0"), "chosen_ratio"] == 0.02
+    assert table.loc[("fusion_neg", "ratio 0"), "improvement_pct"] > 0
+    assert table.loc[("fusion_neg", "random"), "improvement_pct"] > 0  # FUSION beats random at 0.02
+    assert (table["p_holm"] >= table["p"]).all()
+
+
+def test_ood_pairs_by_seed_and_cluster():
+    rows = []
+    for seed in range(2):
+        for cluster in range(3):
+            base = 10.0 + cluster + seed
+            rows.append(
+                {"dataset": "d", "seed": seed, "cluster": cluster, "method": "random", "test_mae": base}
+            )
+            rows.append({"dataset": "d", "seed": seed, "cluster": cluster, "method": "fusion_neg",
+                         "test_mae": (0.9 + 0.01 * (cluster - seed)) * base})  # fmt: skip
+    row = analysis.ood_table(pd.DataFrame(rows)).iloc[0]
+    assert row["n"] == 6
+    assert row["improvement_pct"] == pytest.approx(10.0, abs=1.0)
+
+
+def test_protocol_table_sets_pruned_beside_fixed():
+    runs = pd.DataFrame({"dataset": "d", "arch": "a", "seed": [0, 1], "method": "random", "ratio": 0.4,
+                         "val_mae": [5.0, 5.0], "test_mae": [6.0, 6.0], "n_val": [30, 30]})  # fmt: skip
+    pruned = runs.assign(val_protocol="pruned", val_mae=4.0, n_val=18)
+    table = analysis.protocol_table(pruned, runs).set_index("val_protocol")
+    assert table.loc["fixed", "n_val"] == 30
+    assert table.loc["pruned", "n_val"] == 18
+    assert table.loc["pruned", "n"] == 2
