@@ -2,100 +2,268 @@
 
 Example::
 
-    fusion prune --data my_cifs/ --target band_gap --ratio 0.4 --out kept.csv
+    fusion prune --data my_cifs/ --target band_gap --ratio 0.4 --out-dir pruned/
+    fusion prune --data my_cifs/ --target band_gap --ratios 0.2,0.4,0.6 --out-dir pruned/
 
-Pipeline: load and check the data (a folder of CIFs with ``id_prop.csv``, an
-``.extxyz`` file or a JSON list), SOAP fingerprints, an evidential surrogate for
-the uncertainty score (only for methods that use it), selection, then CSVs of
-the kept ids (with ``U``, ``W``, ``I``) and of the removed ids. Bad input stops
-with a message naming the record and exit status 2.
+Every option is checked before any data are read; then every record is checked
+and all bad ones are reported at once; then fingerprints and the surrogate are
+computed once for all ratios (:func:`fusion.prune_api.prune` does the work).
+Exit status: 0 on success, 2 on a bad option or bad input (message on stderr,
+no traceback), 1 on an unexpected error.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-import numpy as np
-import pandas as pd
+from fusion import __version__
 
+EXIT_OK = 0
 EXIT_BAD_INPUT = 2
+
+#: The surrogate architectures of ``fusion.models.available()`` (written out so
+#: that ``--help`` does not import torch; a test checks that the two agree).
+MODEL_NAMES = (
+    "alignn",
+    "cgcnn",
+    "comformer",
+    "crystalframer",
+    "deepergatgnn",
+    "dimenetpp",
+    "matformer",
+    "megnet",
+    "potnet",
+    "schnet",
+    "sodnet",
+)
+
+_REPLACED = {
+    "--out": "--out is replaced by --out-dir DIR, which writes DIR/kept.csv, DIR/removed.csv, "
+    "DIR/scores.csv (U, W, I per record) and DIR/summary.json",
+    "--removed-out": "--removed-out is replaced by --out-dir DIR: the removed ids go to DIR/removed.csv",
+    "--summary": "--summary is replaced by --out-dir DIR: the summary goes to DIR/summary.json",
+}
+
+EPILOG = """\
+methods (what each removes first):
+{methods}
+
+surrogate (fusion and uncertainty only):
+{models}
+  is trained on the pool, 90 % for training and a seeded 10 % for
+  validation; it stops early after --patience epochs without a better
+  validation MAE and keeps its best weights. Its validation MAE is printed
+  beside the median predictor's on the same records: a surrogate that does
+  not beat the median gives a U that means little. --size cpu is a small,
+  fast configuration of each model; --size paper its published
+  hyper-parameters (much slower without a GPU).
+  --device auto trains on CUDA when present.
+
+fingerprints (fusion, weight, diversity, active):
+  Symmetry-averaged SOAP vectors of unit length, so the nearest-neighbour
+  distance d_NN lies in [0, 2]: typically about 0.45 with --compression mu1nu1
+  (per-species channels, the default), about 0.04 with mu2 (element-agnostic,
+  252 features, ~3x faster), about 0.55 with off (full power spectrum, the
+  largest). W = exp(-gamma d_NN): with the paper's gamma 0.1, W only spans
+  about 0.8-1; gamma near 1 / median d_NN makes redundancy matter more.
+
+outputs (in --out-dir):
+  kept.csv, removed.csv   kept and removed ids with their scores (one ratio);
+                          kept_<r>.csv, removed_<r>.csv for each r of --ratios
+  scores.csv              id, target, U, W, I = U / W, d_nn, u_ale, u_epi
+                          for every valid record (NaN where a method has none)
+  summary.json            counts, epsilon, surrogate quality, target shift,
+                          warnings, options
+  skipped.csv             bad records left out by --skip-bad (id, reason)
+
+exit status:
+  0 success; 2 bad option or bad input (one message on stderr, every bad
+  record listed); 1 unexpected error.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Raw epilog; defaults shown only for options that have one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if (
+            action.required
+            or action.default is None
+            or action.default is argparse.SUPPRESS
+            or action.default is False
+        ):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _ratios(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers such as 0.2,0.4, got {text!r}"
+        ) from None
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from fusion.fingerprints import COMPRESSIONS, DEFAULT_COMPRESSION
-    from fusion.selection import METHODS
+    from fusion.prune_api import METHOD_HELP, METHODS, SIZES
 
-    parser = argparse.ArgumentParser(
-        prog="fusion", description="FUSION dataset pruning for crystal property prediction."
-    )
+    parser = _Parser(prog="fusion", description="FUSION dataset pruning for crystal property prediction.")
+    parser.add_argument("--version", action="version", version=f"fusion {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    methods = "\n".join(f"  {m:<12} {METHOD_HELP[m]}" for m in METHODS)
     p = sub.add_parser(
         "prune",
-        help="prune a dataset and write the kept ids",
-        description="Prune a crystal dataset to (1 - ratio) of its size and write the kept ids.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="prune a dataset and write the kept and removed ids",
+        description="Prune a crystal dataset: remove the given fraction(s) of its records\n"
+        "and write the kept and removed ids with their scores.",
+        epilog=EPILOG.format(
+            methods=methods,
+            models=textwrap.fill(
+                "An evidential GNN (--model, one of: " + ", ".join(MODEL_NAMES) + ")",
+                width=78,
+                initial_indent="  ",
+                subsequent_indent="  ",
+            ),
+        ),
+        formatter_class=_Formatter,
     )
-    p.add_argument(
+    io = p.add_argument_group("input and output")
+    io.add_argument(
         "--data",
         required=True,
         type=Path,
-        help="a folder of <id>.cif files with id_prop.csv, an .extxyz file or a .json list",
+        help="a folder of <id>.cif files with id_prop.csv (rows 'id,value', or a header naming "
+        "the target column), an .extxyz file, or a .json list of {id, structure, <target>}",
     )
-    p.add_argument("--target", required=True, help="target property name (id_prop.csv column or JSON key)")
-    p.add_argument("--ratio", type=float, default=0.4, help="fraction of the records to REMOVE, in [0, 1]")
-    p.add_argument("--method", choices=METHODS, default="fusion", help="selection method")
-    p.add_argument("--out", type=Path, default=Path("kept.csv"), help="CSV of kept ids with U, W, I")
-    p.add_argument(
-        "--removed-out",
-        type=Path,
+    io.add_argument(
+        "--target",
+        required=True,
+        help="target property: an id_prop.csv header column, a JSON key or an extxyz info key",
+    )
+    io.add_argument("--out-dir", required=True, type=Path, help="output folder (created; files: see below)")
+    io.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave bad records out (listed in skipped.csv and the summary) instead of stopping",
+    )
+    for old in _REPLACED:
+        io.add_argument(old, dest=old.lstrip("-").replace("-", "_"), default=None, help=argparse.SUPPRESS)
+
+    sel = p.add_argument_group("selection")
+    ratio = sel.add_mutually_exclusive_group()
+    ratio.add_argument(
+        "--ratio",
+        type=float,
         default=None,
-        help="CSV of removed ids (default: <out stem>_removed.csv next to --out)",
+        help="fraction of the records to REMOVE, in [0, 1) (default: 0.4)",
     )
-    p.add_argument("--summary", type=Path, default=None, help="also write the summary as JSON here")
-    p.add_argument("--model", default="cgcnn", help="surrogate architecture (fusion.models registry)")
-    p.add_argument("--size", default="cpu", choices=("cpu", "paper"), help="surrogate size preset")
-    p.add_argument("--epochs", type=int, default=100, help="surrogate training epochs")
-    p.add_argument("--batch-size", type=int, default=64, help="surrogate batch size")
-    p.add_argument("--lr", type=float, default=1e-3, help="surrogate peak learning rate")
-    p.add_argument(
+    ratio.add_argument(
+        "--ratios",
+        type=_ratios,
+        default=None,
+        help="several fractions to remove, e.g. 0.2,0.4,0.6: one kept/removed pair each, "
+        "fingerprints and surrogate computed once",
+    )
+    sel.add_argument("--method", default="fusion", help=f"selection method: {', '.join(METHODS)} (see below)")
+    sel.add_argument(
+        "--gamma",
+        type=float,
+        default=0.1,
+        help="decay of the redundancy weight W = exp(-gamma d_NN), d_NN in [0, 2]",
+    )
+    sel.add_argument(
         "--lambda",
         dest="lam",
+        metavar="LAMBDA",
         type=float,
         default=0.0,
         help="weight Lambda of epistemic uncertainty in U = sigmoid(Lambda*U_epi + s*U_ale)",
     )
-    p.add_argument(
+    sel.add_argument(
         "--aleatoric-sign",
         type=int,
-        choices=(-1, 1),
         default=-1,
         help="sign s of the aleatoric term: -1 as in the paper's formula and its public code, +1 the opposite (ablation)",
     )
-    p.add_argument(
-        "--gamma", type=float, default=0.1, help="decay of the redundancy weight W = exp(-gamma d_NN)"
+    sel.add_argument(
+        "--compression", default="mu1nu1", help="SOAP compression: mu1nu1, mu2 or off (see below)"
     )
-    p.add_argument(
-        "--compression", choices=COMPRESSIONS, default=DEFAULT_COMPRESSION, help="SOAP compression mode"
+    sel.add_argument("--seed", type=int, default=0, help="seed of the surrogate, random and baseline choices")
+
+    sur = p.add_argument_group("surrogate (fusion and uncertainty)")
+    sur.add_argument("--model", default="cgcnn", help="architecture, one of the 11 listed below")
+    sur.add_argument("--size", default="cpu", help=f"size preset: {' or '.join(SIZES)} (see below)")
+    sur.add_argument("--epochs", type=int, default=100, help="maximum training epochs")
+    sur.add_argument(
+        "--patience", type=int, default=20, help="stop after this many epochs without a better validation MAE"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the surrogate, random and baseline choices")
-    p.add_argument("--n-jobs", type=int, default=1, help="worker processes for loading and fingerprints")
-    p.add_argument(
-        "--skip-bad",
-        action="store_true",
-        help="skip records that fail to parse or check (listed in the summary) instead of stopping",
+    sur.add_argument("--batch-size", type=int, default=64, help="training batch size (graphs)")
+    sur.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (one-cycle schedule)")
+    sur.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+
+    run = p.add_argument_group("run")
+    run.add_argument(
+        "--n-jobs",
+        type=int,
+        default=1,
+        help="worker processes for loading, fingerprints and graphs (-1: all cores)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
-def _removed_path(out: Path, removed_out: Path | None) -> Path:
-    return removed_out if removed_out is not None else out.with_name(f"{out.stem}_removed.csv")
+def _print_result(result: Any, written: dict[str, Path]) -> None:
+    """Print the run's summary on stdout and its warnings on stderr."""
+    out = [
+        (
+            f"fusion prune: method={result.method} target={result.target} n={len(result.ids)} "
+            f"skipped={len(result.skipped)} time={result.seconds:.1f}s"
+        )
+    ]
+    q = result.surrogate
+    if q is not None:
+        stop = f"stopped early (patience {q['patience']})" if q["stopped_early"] else "no early stop"
+        out.append(
+            f"  surrogate {q['model']} ({q['size']} size) on {q['device']}: validation MAE {q['val_mae']:.4g} "
+            f"vs {q['median_val_mae']:.4g} for the median predictor ({q['n_train']} train / {q['n_val']} "
+            f"validation records); {q['epochs_run']} of {q['max_epochs']} epochs, best {q['best_epoch']}, {stop}"
+        )
+    names = result.output_names()
+    for r, sel in result.selections.items():
+        s = result.shift[r]
+        eps = "n/a" if sel.epsilon is None else f"{sel.epsilon:.6g}"
+        removed_mean = "n/a" if s["removed_mean"] is None else f"{s['removed_mean']:.4g}"
+        out.append(
+            f"  ratio {r:g}: kept={len(sel.kept_ids)} removed={len(sel.removed_ids)} epsilon={eps}; "
+            f"target mean kept {s['kept_mean']:.4g} vs removed {removed_mean}, KS {s['ks']:.3f}, "
+            f"top-decile share {s['top_decile_share']:.3f}"
+        )
+        out.append(
+            f"    kept -> {written[Path(names[r][0]).stem]}\n    removed -> {written[Path(names[r][1]).stem]}"
+        )
+    out.append(f"  scores -> {written['scores']}\n  summary -> {written['summary']}")
+    if len(result.skipped):
+        out.append(f"  skipped {len(result.skipped)} bad record(s) -> {written['skipped']}:")
+        shown = result.skipped.head(20)
+        out += [f"    {rid}: {reason}" for rid, reason in zip(shown["id"], shown["reason"], strict=True)]
+        if len(result.skipped) > len(shown):
+            out.append(f"    ... and {len(result.skipped) - len(shown)} more (see skipped.csv)")
+    print("\n".join(out))
+    for w in result.warnings:
+        print(f"fusion prune: warning: {w}", file=sys.stderr)
 
 
 def prune(args: argparse.Namespace) -> dict[str, Any]:
@@ -105,106 +273,42 @@ def prune(args: argparse.Namespace) -> dict[str, Any]:
         args: Parsed options of the ``prune`` subcommand.
 
     Returns:
-        The summary (also printed, and written to ``--summary`` if given).
-    """
-    from fusion.data import load_user_data
-    from fusion.fingerprints import dataset_species, soap_fingerprints
-    from fusion.graphs import build_graphs
-    from fusion.selection import NEEDS_U, importance, nearest_neighbor_distance, redundancy_weight, select
+        The summary (also printed, and written to ``<out-dir>/summary.json``).
 
-    t0 = time.perf_counter()
-    progress = not args.quiet
-    if not 0.0 <= args.ratio <= 1.0:
-        raise ValueError(f"--ratio must be in [0, 1], got {args.ratio}")
-    ds = load_user_data(
+    Raises:
+        fusion.prune_api.OptionError: A bad option, before any data are read.
+        fusion.data.DataError: Bad input (every bad record listed).
+    """
+    from fusion import prune_api
+
+    for old, message in _REPLACED.items():
+        if getattr(args, old.lstrip("-").replace("-", "_")) is not None:
+            raise prune_api.OptionError(message)
+    ratios = args.ratios if args.ratios is not None else [0.4 if args.ratio is None else args.ratio]
+    result = prune_api.prune(
         args.data,
         args.target,
-        errors="skip" if args.skip_bad else "raise",
-        n_jobs=args.n_jobs,
-        progress=progress,
-    )
-    n = len(ds)
-    if n < 2:
-        raise ValueError(f"{args.data}: need at least 2 valid records, got {n}")
-    X = soap_fingerprints(
-        ds.structures, dataset_species(ds.structures), args.compression, n_jobs=args.n_jobs, progress=progress
-    )
-    d_nn = nearest_neighbor_distance(X)
-    W = redundancy_weight(d_nn, args.gamma)
-
-    U = np.full(n, np.nan)
-    u_ale = np.full(n, np.nan)
-    u_epi = np.full(n, np.nan)
-    if args.method in NEEDS_U:
-        from fusion.train import TrainConfig
-        from fusion.uncertainty import score_pool, train_surrogate
-
-        graphs = build_graphs(ds.structures, ds.targets, n_jobs=args.n_jobs, progress=progress, ids=ds.ids)
-        config = TrainConfig(
-            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=progress
-        )
-        model, result = train_surrogate(graphs, args.model, args.size, config=config, seed=args.seed)
-        u_ale, u_epi, U = score_pool(model, result, graphs, args.lam, args.aleatoric_sign)
-
-    sel = select(
+        ratios,
         args.method,
-        args.ratio,
-        ids=ds.ids,
-        seed=args.seed,
-        U=U if args.method in NEEDS_U else None,
-        X=X,
+        model=args.model,
+        size=args.size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        patience=args.patience,
+        device=args.device,
+        lam=args.lam,
+        aleatoric_sign=args.aleatoric_sign,
         gamma=args.gamma,
-        d_nn=d_nn,
-        y=ds.targets,
+        compression=args.compression,
+        seed=args.seed,
+        n_jobs=args.n_jobs,
+        skip_bad=args.skip_bad,
+        progress=not args.quiet,
     )
-    table = pd.DataFrame(
-        {
-            "id": ds.ids,
-            "target": ds.targets,
-            "U": U,
-            "W": W,
-            "I": importance(U, W),
-            "d_nn": d_nn,
-            "u_ale": u_ale,
-            "u_epi": u_epi,
-        }
-    ).set_index("id")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.loc[sel.kept_ids].reset_index().to_csv(out, index=False, float_format="%.8g")
-    removed_path = _removed_path(out, args.removed_out)
-    removed_path.parent.mkdir(parents=True, exist_ok=True)
-    table.loc[sel.removed_ids].reset_index().to_csv(removed_path, index=False, float_format="%.8g")
-
-    summary = {
-        "data": str(args.data),
-        "target": args.target,
-        "method": args.method,
-        "ratio": args.ratio,
-        "n": n,
-        "kept": len(sel.kept_ids),
-        "removed": len(sel.removed_ids),
-        "skipped": len(ds.skipped),
-        "epsilon": sel.epsilon,
-        "lambda": args.lam,
-        "aleatoric_sign": args.aleatoric_sign,
-        "gamma": args.gamma,
-        "compression": args.compression,
-        "seed": args.seed,
-        "kept_csv": str(out),
-        "removed_csv": str(removed_path),
-        "seconds": round(time.perf_counter() - t0, 2),
-    }
-    eps = "n/a" if sel.epsilon is None else f"{sel.epsilon:.6g}"
-    print(
-        f"fusion prune: method={args.method} n={n} kept={summary['kept']} removed={summary['removed']} "
-        f"skipped={summary['skipped']} epsilon={eps} time={summary['seconds']:.1f}s\n"
-        f"  kept -> {out}\n  removed -> {removed_path}"
-    )
-    if args.summary is not None:
-        Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    written = result.write(args.out_dir)
+    _print_result(result, written)
+    return result.summary(args.out_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -214,18 +318,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: Arguments (without the program name); defaults to ``sys.argv[1:]``.
 
     Returns:
-        Exit status: 0 on success, 2 on bad input (message on stderr, no traceback).
+        Exit status: 0 on success, 2 on a bad option or bad input (message on
+        stderr, no traceback).
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    for old, message in _REPLACED.items():
+        if any(a == old or a.startswith(old + "=") for a in argv):
+            print(f"fusion prune: error: {message}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     args = _build_parser().parse_args(argv)
     try:
         if args.command == "prune":
             prune(args)
-    # fusion.data.DataError and fusion.graphs.IsolatedAtomError are ValueErrors;
-    # catching the base keeps `--help` free of the torch import.
+    # OptionError, fusion.data.DataError and fusion.graphs.IsolatedAtomError are
+    # ValueErrors; catching the base keeps `--help` free of the torch import.
     except ValueError as exc:
-        print(f"fusion {args.command}: error: {exc}", file=sys.stderr)
+        from fusion.data import BadRecordsError
+
+        hint = "\n  (--skip-bad leaves them out)" if isinstance(exc, BadRecordsError) else ""
+        print(f"fusion {args.command}: error: {exc}{hint}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

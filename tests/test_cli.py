@@ -31,13 +31,12 @@ def cif_folder(tmp_path_factory):
 
 def test_prune_fusion_end_to_end(cif_folder, tmp_path, capsys):
     folder, ids = cif_folder
-    out = tmp_path / "kept.csv"
     summary = tmp_path / "summary.json"
     argv = ["prune", "--data", str(folder), "--target", "exfoliation_energy", "--ratio", "0.4"]
-    argv += ["--out", str(out), "--epochs", "2", "--summary", str(summary), "--quiet"]
+    argv += ["--out-dir", str(tmp_path), "--epochs", "2", "--quiet"]
     assert main(argv) == 0
-    kept = pd.read_csv(out, dtype={"id": str})
-    removed = pd.read_csv(tmp_path / "kept_removed.csv", dtype={"id": str})
+    kept = pd.read_csv(tmp_path / "kept.csv", dtype={"id": str})
+    removed = pd.read_csv(tmp_path / "removed.csv", dtype={"id": str})
     assert len(kept) == N - round(0.4 * N)
     assert len(removed) == round(0.4 * N)
     assert set(kept["id"]) | set(removed["id"]) == set(ids)
@@ -49,8 +48,8 @@ def test_prune_fusion_end_to_end(cif_folder, tmp_path, capsys):
     assert removed["I"].max() <= kept["I"].min()
     info = json.loads(summary.read_text())
     assert info["n"] == N
-    assert info["removed"] == round(0.4 * N)
-    assert info["epsilon"] == pytest.approx(removed["I"].mean(), rel=1e-6)
+    assert info["ratios"][0]["removed"] == round(0.4 * N)
+    assert info["ratios"][0]["epsilon"] == pytest.approx(removed["I"].mean(), rel=1e-6)
     printed = capsys.readouterr().out
     assert "kept=18" in printed
     assert "epsilon=" in printed
@@ -58,13 +57,11 @@ def test_prune_fusion_end_to_end(cif_folder, tmp_path, capsys):
 
 def test_prune_baseline_without_surrogate(cif_folder, tmp_path):
     folder, _ = cif_folder
-    out = tmp_path / "div.csv"
-    removed_out = tmp_path / "gone.csv"
     argv = ["prune", "--data", str(folder), "--target", "exfoliation_energy", "--ratio", "0.2"]
-    argv += ["--method", "diversity", "--out", str(out), "--removed-out", str(removed_out), "--quiet"]
+    argv += ["--method", "diversity", "--out-dir", str(tmp_path), "--quiet"]
     assert main(argv) == 0
-    assert len(pd.read_csv(out)) == N - 6
-    assert len(pd.read_csv(removed_out)) == 6
+    assert len(pd.read_csv(tmp_path / "kept.csv")) == N - 6
+    assert len(pd.read_csv(tmp_path / "removed.csv")) == 6
 
 
 def test_bad_cif_exits_2_naming_the_record(cif_folder, tmp_path, capsys):
@@ -84,8 +81,8 @@ def test_bad_cif_exits_2_naming_the_record(cif_folder, tmp_path, capsys):
         "t",
         "--method",
         "random",
-        "--out",
-        str(tmp_path / "k.csv"),
+        "--out-dir",
+        str(tmp_path),
     ]
     code = main([*argv, "--quiet"])
     err = capsys.readouterr().err
@@ -94,7 +91,8 @@ def test_bad_cif_exits_2_naming_the_record(cif_folder, tmp_path, capsys):
     assert "Traceback" not in err
     # --skip-bad drops the record and goes on.
     assert main([*argv, "--quiet", "--skip-bad"]) == 0
-    assert len(pd.read_csv(tmp_path / "k.csv")) == 5 - round(0.4 * 5)
+    assert len(pd.read_csv(tmp_path / "kept.csv")) == 5 - round(0.4 * 5)
+    assert pd.read_csv(tmp_path / "skipped.csv")["id"].tolist() == ["broken-42"]
 
 
 def test_help_documents_every_option(capsys):
@@ -104,6 +102,6 @@ def test_help_documents_every_option(capsys):
     text = capsys.readouterr().out
     for opt in ("--model", "--epochs", "--lambda", "--aleatoric-sign", "--gamma", "--compression", "--seed"):
         assert opt in text
-    for opt in ("--n-jobs", "--removed-out", "--summary"):
+    for opt in ("--n-jobs", "--out-dir", "--ratios", "--patience", "--device"):
         assert opt in text
     assert "default: 0.1" in text
