@@ -1,8 +1,10 @@
 """FUSION companion: dataset pruning for crystal property prediction.
 
 Subpackages and modules:
-    data: load crystal datasets (project data, CIF folders, extxyz, pymatgen JSON,
-        Matbench, JARVIS) into one in-memory form, with a report of skipped records.
+    data: the in-memory crystal dataset, the per-record checks with a report of
+        skipped records, and the project's datasets.
+    userdata: a user's data (CIF folder with id_prop.csv, extxyz, JSON list).
+    online: Matbench (matminer) and JARVIS-DFT (jarvis-tools), downloaded.
     splits: seeded train/val/test splits saved as id lists.
     graphs: periodic crystal graphs (cached), Gaussian distance expansion.
     models: registry of GNN architectures with scalar or evidential heads.
@@ -10,6 +12,8 @@ Subpackages and modules:
     fingerprints: SOAP geometric fingerprints.
     uncertainty: evidential uncertainty scores.
     selection: the FUSION selector and its five baselines.
+    prune_api: the whole prune of a dataset (``fusion prune``'s engine), with its
+        options in prune_options and its result, files and warnings in prune_result.
 """
 
 __version__ = "0.1.0"

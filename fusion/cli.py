@@ -118,7 +118,7 @@ def _ratios(text: str) -> list[float]:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from fusion.prune_api import METHOD_HELP, METHODS, SIZES
+    from fusion.prune_options import METHOD_HELP, METHODS, SIZES
 
     parser = _Parser(prog="fusion", description="FUSION dataset pruning for crystal property prediction.")
     parser.add_argument("--version", action="version", version=f"fusion {__version__}")
@@ -276,14 +276,15 @@ def prune(args: argparse.Namespace) -> dict[str, Any]:
         The summary (also printed, and written to ``<out-dir>/summary.json``).
 
     Raises:
-        fusion.prune_api.OptionError: A bad option, before any data are read.
+        fusion.prune_options.OptionError: A bad option, before any data are read.
         fusion.data.DataError: Bad input (every bad record listed).
     """
     from fusion import prune_api
+    from fusion.prune_options import OptionError
 
     for old, message in _REPLACED.items():
         if getattr(args, old.lstrip("-").replace("-", "_")) is not None:
-            raise prune_api.OptionError(message)
+            raise OptionError(message)
     ratios = args.ratios if args.ratios is not None else [0.4 if args.ratio is None else args.ratio]
     result = prune_api.prune(
         args.data,
@@ -333,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # OptionError, fusion.data.DataError and fusion.graphs.IsolatedAtomError are
     # ValueErrors; catching the base keeps `--help` free of the torch import.
     except ValueError as exc:
-        from fusion.data import BadRecordsError
+        from fusion.userdata import BadRecordsError
 
         hint = "\n  (--skip-bad leaves them out)" if isinstance(exc, BadRecordsError) else ""
         print(f"fusion {args.command}: error: {exc}{hint}", file=sys.stderr)

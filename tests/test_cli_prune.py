@@ -86,12 +86,12 @@ def base(data, out, *extra):
     ],
 )
 def test_bad_option_exits_2_before_reading_data(extra, message, tmp_path, capsys, monkeypatch):
-    import fusion.data
+    import fusion.userdata
 
     def no_reading(*args, **kwargs):
         raise AssertionError("data read before the options were checked")
 
-    monkeypatch.setattr(fusion.data, "collect_user_data", no_reading)
+    monkeypatch.setattr(fusion.userdata, "collect_user_data", no_reading)
     code, _out, err = run(base(tmp_path / "nowhere", tmp_path / "o", *extra), capsys)
     assert code == 2
     assert message in err
@@ -293,7 +293,7 @@ def test_help_documents(capsys):
         assert needle in text
     for name in cli.MODEL_NAMES:
         assert name in text
-    from fusion.prune_api import METHODS
+    from fusion.prune_options import METHODS
 
     for m in METHODS:
         assert f"\n  {m} " in text

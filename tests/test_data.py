@@ -14,6 +14,7 @@ from conftest import assert_bitwise_equal, cscl, rocksalt
 from pymatgen.core import Lattice, Structure
 
 from fusion import data as fd
+from fusion import online, userdata
 from fusion.splits import load_split, pool_ids, random_split, save_split
 
 BROKEN_CIF = "data_broken\n_cell_length_a 3.0\nloop_\n_atom_site_label\nthis is not a cif\n"
@@ -139,7 +140,7 @@ def write_cif_folder(folder, header=False):
 def test_cif_folder(tmp_path, header):
     write_cif_folder(tmp_path / "cifs", header=header)
     with pytest.warns(UserWarning, match="skipped 3"):
-        ds = fd.load_user_data(tmp_path / "cifs", "band_gap", progress=False)
+        ds = userdata.load_user_data(tmp_path / "cifs", "band_gap", progress=False)
     assert ds.ids == ["c0", "c1", "c2", "c3"]
     np.testing.assert_allclose(ds.targets, [0, 0.5, 1.0, 1.5])
     reasons = dict(zip(ds.skipped.id, ds.skipped.reason, strict=True))
@@ -151,7 +152,7 @@ def test_cif_folder(tmp_path, header):
 def test_cif_folder_without_id_prop(tmp_path):
     (tmp_path / "x").mkdir()
     with pytest.raises(fd.DataError, match=r"no id_prop\.csv"):
-        fd.load_user_data(tmp_path / "x", "y")
+        userdata.load_user_data(tmp_path / "x", "y")
 
 
 def test_extxyz(tmp_path):
@@ -171,7 +172,7 @@ def test_extxyz(tmp_path):
     path = tmp_path / "set.extxyz"
     write(path, frames, format="extxyz")
     with pytest.warns(UserWarning, match="skipped 1"):
-        ds = fd.load_user_data(path, "energy", progress=False)
+        ds = userdata.load_user_data(path, "energy", progress=False)
     assert ds.ids == ["frame0", "frame1", "frame2"]
     np.testing.assert_allclose(ds.targets, [0.0, -1.0, -2.0])
     assert ds.structures[1].lattice.a == pytest.approx(5.6)
@@ -189,15 +190,15 @@ def test_json_records(tmp_path):
     with gzip.open(path, "wt") as fh:
         json.dump(recs, fh)
     with pytest.warns(UserWarning, match="skipped 1"):
-        ds = fd.load_user_data(path, "gap", progress=False)
+        ds = userdata.load_user_data(path, "gap", progress=False)
     assert ds.ids == ["a", "b"]
     assert len(ds.structures[0]) == 8
     assert ds.skipped.to_dict("records") == [{"id": "c", "reason": "missing target"}]
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(fd.DataError, match="not valid JSON"):
-        fd.load_user_data(tmp_path / "bad.json", "gap")
+        userdata.load_user_data(tmp_path / "bad.json", "gap")
     with pytest.raises(fd.DataError, match="expected a CIF folder"):
-        fd.load_user_data(_touch(tmp_path / "x.csv"), "gap")
+        userdata.load_user_data(_touch(tmp_path / "x.csv"), "gap")
 
 
 def _touch(path):
@@ -222,14 +223,14 @@ def test_matbench_adapter_on_fixture(tmp_path):
     df = pd.DataFrame({"structure": structs, "exfoliation_en": [50.0, 80.0, 10.0]})
     store_dataframe_as_json(df, str(tmp_path / "matbench_jdft2d.json.gz"), compression="gz", pbar=False)
     with pytest.warns(UserWarning, match="skipped 1"):
-        ds = fd.load_matbench("matbench_jdft2d", data_home=tmp_path, progress=False)
+        ds = online.load_matbench("matbench_jdft2d", data_home=tmp_path, progress=False)
     assert ds.target == "exfoliation_en"
     assert ds.ids == ["mb-jdft2d-00001", "mb-jdft2d-00002"]
     np.testing.assert_allclose(ds.targets, [50.0, 80.0])
     assert ds.structures[0] == structs[0]
     assert "partial" in ds.skipped.reason.iloc[0]
     with pytest.raises(fd.DataError, match="unknown Matbench task"):
-        fd.load_matbench("matbench_nope", data_home=tmp_path)
+        online.load_matbench("matbench_nope", data_home=tmp_path)
 
 
 class _FakeResponse:
@@ -277,14 +278,14 @@ def test_jarvis_adapter_on_fixture(tmp_path, monkeypatch):
 
     monkeypatch.setattr(fig.requests, "get", fake_get)
     with pytest.warns(UserWarning, match="skipped 1"):
-        ds = fd.load_jarvis("dft_2d", "exfoliation_energy", store_dir=tmp_path, progress=False)
+        ds = online.load_jarvis("dft_2d", "exfoliation_energy", store_dir=tmp_path, progress=False)
     assert calls == [url]
     assert ds.ids == ["JVASP-1", "JVASP-2"]
     np.testing.assert_allclose(ds.targets, [60.0, 61.0])
     assert ds.structures[1].composition.reduced_formula == "CsCl"
     assert ds.skipped.to_dict("records") == [{"id": "JVASP-9", "reason": "target is not a number: 'na'"}]
     with pytest.raises(fd.DataError, match="unknown target 'nope'"):
-        fd.load_jarvis("dft_2d", "nope", store_dir=tmp_path)
+        online.load_jarvis("dft_2d", "nope", store_dir=tmp_path)
 
 
 # ------------------------------------------------------------------ splits

@@ -1,4 +1,4 @@
-"""The Python API of the whole prune (:mod:`fusion.prune_api`), with a fake surrogate where training is not the point."""
+"""The Python API of the whole prune (:mod:`fusion.prune_api`, its options and result), with a fake surrogate where training is not the point."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from conftest import cscl, rocksalt
 
-from fusion import prune_api
+from fusion import prune_api, prune_options, prune_result
 from fusion.data import CrystalDataset
 
 
@@ -83,13 +83,13 @@ def test_flat_uncertainty_warns(fake_surrogate):
 
 def test_target_shift_warns():
     shift = {"ks": 0.4, "top_decile_share": 0.0, "kept_mean": 1.0, "pool_mean": 2.0, "removed_mean": 3.0}
-    warning = prune_api._shift_warning(0.5, shift)
+    warning = prune_result.shift_warning(0.5, shift)
     assert "mean kept 1 vs removed 3" in warning
     assert "KS distance 0.400" in warning
     calm = {"ks": 0.05, "top_decile_share": 0.1, "kept_mean": 2.0, "pool_mean": 2.0, "removed_mean": 2.1}
-    assert prune_api._shift_warning(0.5, {**calm, "pool_std": 1.0}) is None
+    assert prune_result.shift_warning(0.5, {**calm, "pool_std": 1.0}) is None
     # a mean gap of more than half a pool standard deviation warns even with a small KS
-    assert "mean kept 2 vs removed 2.6" in prune_api._shift_warning(
+    assert "mean kept 2 vs removed 2.6" in prune_result.shift_warning(
         0.5, {**calm, "removed_mean": 2.6, "pool_std": 1.0}
     )
 
@@ -131,21 +131,21 @@ def test_surrogate_split_mirrors_train_surrogate(monkeypatch):
 def test_methods_mirror_selection():
     from fusion import selection
 
-    assert prune_api.METHODS == selection.METHODS
-    assert prune_api.NEEDS_U == selection.NEEDS_U
-    assert prune_api.NEEDS_X == selection.NEEDS_X
-    assert set(prune_api.METHOD_HELP) == set(selection.METHODS)
+    assert prune_options.METHODS == selection.METHODS
+    assert prune_options.NEEDS_U == selection.NEEDS_U
+    assert prune_options.NEEDS_X == selection.NEEDS_X
+    assert set(prune_options.METHOD_HELP) == set(selection.METHODS)
 
 
 def test_options_checked_before_reading(tmp_path):
-    with pytest.raises(prune_api.OptionError, match="--epochs"):
+    with pytest.raises(prune_options.OptionError, match="--epochs"):
         prune_api.prune(tmp_path / "nowhere", "y", epochs=0)
-    with pytest.raises(prune_api.OptionError, match="--target is required"):
+    with pytest.raises(prune_options.OptionError, match="--target is required"):
         prune_api.prune(tmp_path / "nowhere")
 
 
 def test_skipped_records_carried(tmp_path):
-    from fusion.data import BadRecordsError
+    from fusion.userdata import BadRecordsError
 
     recs = [{"id": f"r{k}", "structure": rocksalt(5.5 + 0.05 * k).as_dict(), "y": float(k)} for k in range(4)]
     recs += [{"id": "r1", "structure": cscl().as_dict(), "y": 1.0}, {"structure": cscl().as_dict()}]

@@ -1,0 +1,112 @@
+"""The options of a prune (:func:`fusion.prune_api.prune`, ``fusion prune``) and their checks.
+
+What may be chosen (:data:`METHODS`, :data:`SIZES`, with :data:`METHOD_HELP`
+for ``--help``), which methods need the surrogate or the fingerprints
+(:data:`NEEDS_U`, :data:`NEEDS_X`), and :func:`check_options`, which rejects a
+bad option with :class:`OptionError` before any data are read. Light to import:
+``fusion --help`` reads it without torch or pymatgen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+#: Selection methods (mirrors :data:`fusion.selection.METHODS`, checked by a test).
+METHODS = ("fusion", "random", "uncertainty", "weight", "diversity", "active")
+#: Methods that need the surrogate's uncertainty score U.
+NEEDS_U = frozenset({"fusion", "uncertainty"})
+#: Methods that need SOAP fingerprints.
+NEEDS_X = frozenset({"fusion", "weight", "diversity", "active"})
+#: Surrogate size presets.
+SIZES = ("cpu", "paper")
+#: What each method removes first (for ``--help`` and the README).
+METHOD_HELP = {
+    "fusion": "FUSION: the records of lowest importance I = U / W (low uncertainty, high redundancy)",
+    "random": "a seeded random subset (no fingerprints, no surrogate)",
+    "uncertainty": "the lowest surrogate uncertainty U (no fingerprints)",
+    "weight": "the most redundant: highest W = exp(-gamma d_NN) (no surrogate)",
+    "diversity": "all but the k-center-greedy (farthest-point) centres in SOAP space (no surrogate)",
+    "active": "all that an ensemble-disagreement active learner never acquired (no surrogate)",
+}
+
+
+class OptionError(ValueError):
+    """An option of :func:`fusion.prune_api.prune` (or ``fusion prune``) is out of range or unknown."""
+
+
+def check_options(
+    *,
+    ratios: Sequence[float],
+    method: str,
+    model: str,
+    size: str,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    patience: int,
+    gamma: float,
+    n_jobs: int,
+    device: str,
+    aleatoric_sign: int,
+) -> None:
+    """Check every option before any data are read.
+
+    Raises:
+        OptionError: Naming the first bad option, its value and what is allowed.
+    """
+    if not ratios:
+        raise OptionError("--ratios: give at least one ratio")
+    for r in ratios:
+        if not (isinstance(r, int | float) and 0.0 <= float(r) < 1.0):
+            raise OptionError(f"--ratio must be in [0, 1) (the fraction of records REMOVED), got {r}")
+    if len(set(ratios)) != len(ratios):
+        raise OptionError(f"--ratios: a ratio is repeated in {list(ratios)}")
+    if method not in METHODS:
+        raise OptionError(f"--method: unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if size not in SIZES:
+        raise OptionError(f"--size: unknown preset {size!r}; choose one of {', '.join(SIZES)}")
+    for name, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--patience", patience)):
+        if not isinstance(value, int) or value < 1:
+            raise OptionError(f"{name} must be a positive integer, got {value}")
+    if not lr > 0:
+        raise OptionError(f"--lr must be positive, got {lr}")
+    if not (gamma > 0 and np.isfinite(gamma)):
+        raise OptionError(f"--gamma must be positive and finite, got {gamma}")
+    if not isinstance(n_jobs, int) or (n_jobs < 1 and n_jobs != -1):
+        raise OptionError(f"--n-jobs must be a positive integer (or -1 for every core), got {n_jobs}")
+    if aleatoric_sign not in (-1, 1):
+        raise OptionError(f"--aleatoric-sign must be -1 or 1, got {aleatoric_sign}")
+    if method in NEEDS_U:
+        from fusion.models import available
+
+        if model not in available():
+            raise OptionError(f"--model: unknown model {model!r}; choose one of {', '.join(available())}")
+        resolve_device(device)
+
+
+def resolve_device(device: str) -> str:
+    """The torch device the surrogate will train on.
+
+    Args:
+        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``
+            or ``"cuda:N"``.
+
+    Returns:
+        The device's name, e.g. ``"cpu"`` or ``"cuda"``.
+
+    Raises:
+        OptionError: For an unknown name or CUDA requested where none is available.
+    """
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise OptionError(f"--device {device}: CUDA is not available on this machine (use auto or cpu)")
+        return device
+    raise OptionError(f"--device: unknown device {device!r}; choose auto, cpu, cuda or cuda:N")
