@@ -130,7 +130,9 @@ def test_paper_profile_follows_method():
     assert paper["uncertainty"]["model"] == "alignn"
     assert paper["uncertainty"]["size"] == "paper"
     assert paper["prune"]["ratios"] == [0.2, 0.4, 0.6, 0.8]  # ratio 0 is always run (random@0)
-    assert {"fusion_neg", "random", "uncertainty", "weight", "diversity", "active"} <= set(paper["prune"]["methods"])
+    assert {"fusion_neg", "random", "uncertainty", "weight", "diversity", "active"} <= set(
+        paper["prune"]["methods"]
+    )
     assert {e["name"] for e in paper["datasets"].values()} == {
         "matbench_jdft2d",
         "matbench_dielectric",
