@@ -43,6 +43,7 @@ STAGES: dict[str, dict[str, str]] = {
         "`results/tune/<key>.json` (the choice the other stages read).",
         "params": 'key = "jdft2d"\narch = "cgcnn"\nsize = "cpu"\nseed = 0\nlrs = [0.001, 0.003]\n'
         'epochs = {"jdft2d": [2, 3]}\nbatch_size = 64\ntolerance = 0.02\nnum_threads = 1',
+        "show": 'result[["lr", "epochs", "val_mae", "seconds"]]',
         "call": "tune.run(key, arch, size, seed, lrs, epochs, batch_size, tolerance, num_threads)",
     },
     "uncertainty": {
@@ -52,6 +53,7 @@ STAGES: dict[str, dict[str, str]] = {
         "params": 'key = "jdft2d"\nseeds = [0]\nval_protocol = "fixed"\nmodel = "cgcnn"\nsize = "cpu"\n'
         'epochs = "tuned"\nbatch_size = 64\nlr = "tuned"\npatience = None\nlam = 0.0\nval_fraction = 0.1\n'
         "num_threads = 1",
+        "show": 'result[["seed", "n_pool", "epochs", "surrogate_val_mae", "U_neg_std"]]',
         "call": "uncertainty.run(key, seeds, val_protocol, model, size, epochs, batch_size, lr, patience, lam, "
         "val_fraction, num_threads)",
     },
@@ -62,6 +64,7 @@ STAGES: dict[str, dict[str, str]] = {
         "params": 'key = "jdft2d"\nseeds = [0]\nval_protocol = "fixed"\nmethods = ["random", "fusion_neg"]\n'
         'ratios = [0.4]\nbaselines = ["weight"]\nbaseline_ratios = [0.4]\ngamma = 0.1\n'
         'active = {"n_models": 5, "init_fraction": 0.1}',
+        "show": 'result.groupby(["method", "ratio"])[["n_kept", "epsilon", "ks", "top_decile_share"]].mean()',
         "call": "prune.run(key, seeds, val_protocol, methods, ratios, baselines, baseline_ratios, gamma, active)",
     },
     "train": {
@@ -70,6 +73,7 @@ STAGES: dict[str, dict[str, str]] = {
         "`results/train/<key>/<arch>-seed-<s>.csv` (val and test MAE per method and ratio).",
         "params": 'key = "jdft2d"\narch = "cgcnn"\nseed = 0\nval_protocol = "fixed"\nsize = "cpu"\n'
         'epochs = "tuned"\nlr = "tuned"\nbudget = "epochs"\nbatch_size = 64\npatience = None\nnum_threads = 1',
+        "show": 'result.pivot_table(index="method", columns="ratio", values="test_mae")',
         "call": "train.run(key, arch, seed, val_protocol, size, epochs, lr, budget, batch_size, patience, "
         "num_threads)",
     },
@@ -80,6 +84,7 @@ STAGES: dict[str, dict[str, str]] = {
         "params": 'key = "jdft2d"\narch = "cgcnn"\nseeds = [0]\nval_protocol = "fixed"\nratios = [0.0, 0.8]\n'
         'factor = 2.0\nsize = "cpu"\nepochs = "tuned"\nlr = "tuned"\nbudget = "epochs"\nbatch_size = 64\n'
         "patience = None\nnum_threads = 1",
+        "show": 'result.pivot_table(index=["ratio", "seed"], columns="factor", values="test_mae")',
         "call": "converge.run(key, arch, seeds, val_protocol, ratios, factor, size, epochs, lr, budget, "
         "batch_size, patience, num_threads)",
     },
@@ -89,6 +94,7 @@ STAGES: dict[str, dict[str, str]] = {
         "params": 'key = "jdft2d"\narch = "cgcnn"\nseeds = [0]\nratio = 0.4\n'
         'methods = ["random", "fusion_neg", "fusion_pos"]\ngamma = 0.1\nuncertainty = {}\nsize = "cpu"\n'
         'epochs = "tuned"\nlr = "tuned"\nbudget = "epochs"\nbatch_size = 64\npatience = None\nnum_threads = 1',
+        "show": 'result.pivot_table(index="method", columns="seed", values="test_mae")',
         "call": "protocol.run(key, arch, seeds, ratio, methods, gamma, uncertainty, size, epochs, lr, budget, "
         "batch_size, patience, num_threads)",
     },
@@ -98,6 +104,7 @@ STAGES: dict[str, dict[str, str]] = {
         "params": 'key = "jdft2d"\narch = "cgcnn"\nseeds = [0]\nratios = [0.04]\n'
         'methods = ["random", "fusion_neg", "fusion_pos"]\ngamma = 0.1\nsize = "cpu"\nepochs = "tuned"\n'
         'lr = "tuned"\nbudget = "steps"\nbatch_size = 64\npatience = None\nnum_threads = 1',
+        "show": 'result.pivot_table(index="method", columns="ratio", values="test_mae")',
         "call": "optimal.run(key, arch, seeds, ratios, methods, gamma, size, epochs, lr, budget, batch_size, "
         "patience, num_threads)",
     },
@@ -107,6 +114,7 @@ STAGES: dict[str, dict[str, str]] = {
         "params": 'key = "jdft2d"\narch = "cgcnn"\nseeds = [0]\nn_clusters = 3\nmin_test = 10\nratio = 0.4\n'
         'methods = ["random", "fusion_neg", "fusion_pos"]\nval_fraction = 0.15\ngamma = 0.1\nuncertainty = {}\n'
         'size = "cpu"\nepochs = "tuned"\nlr = "tuned"\nbatch_size = 64\npatience = None\nnum_threads = 1',
+        "show": 'result.pivot_table(index="method", columns="cluster", values="test_mae")',
         "call": "ood.run(key, arch, seeds, n_clusters, min_test, ratio, methods, val_fraction, gamma, "
         "uncertainty, size, epochs, lr, batch_size, patience, num_threads)",
     },
@@ -116,6 +124,7 @@ STAGES: dict[str, dict[str, str]] = {
         "Writes `results/fulldata/<key>.csv`.",
         "params": 'key = "jdft2d"\nname = "matbench_jdft2d"\ntarget = "exfoliation_energy"\narch = "cgcnn"\n'
         'seed = 0\nepochs = "tuned"\nlr = "tuned"\nbatch_size = 64\nnum_threads = 1',
+        "show": 'result[["dataset", "n_records", "epochs", "test_mae", "median_predictor_mae"]]',
         "call": "fulldata.run(key, name, target, arch, seed=seed, epochs=epochs, lr=lr, batch_size=batch_size, "
         "num_threads=num_threads)",
     },
@@ -165,7 +174,7 @@ def notebook(stage: str, spec: dict[str, str]) -> dict:
             ["parameters"],
         ),
         cell("code", f"from fusion.stages import {stage}"),
-        cell("code", f"result = {spec['call']}\nresult"),
+        cell("code", f"result = {spec['call']}\n{spec.get('show', 'result')}"),
     ]
     for k, c in enumerate(cells):
         c["id"] = f"{stage}-{k}"  # stable ids: nbformat 4.5 requires them

@@ -78,4 +78,4 @@ def run(
                 "run_key": res["run_key"],
             }
             log.add(row)
-    return log.frame()
+    return log.frame().drop(columns="run_key")  # the key stays in the CSV; the page shows the results

@@ -84,4 +84,4 @@ def run(
             row = fit_or_reuse(log, arch, size, graphs, (tr, va, split["test"]), cfg)
             row = {"dataset": key, "arch": arch, "seed": seed, **row}
             log.add({**row, "method": method, "ratio": ratio})
-    return log.frame()
+    return log.frame().drop(columns="run_key")  # the key stays in the CSV; the page shows the results

@@ -131,4 +131,4 @@ def run(
         cfg = train_config(e, batch_size, peak_lr, patience or e, seed, num_threads)
         row = fit_or_reuse(log, arch, size, graphs, (tr, va, split["test"]), cfg)
         log.add({"dataset": key, "arch": arch, "seed": int(seed), "method": method, "ratio": ratio, **row})
-    return log.frame()
+    return log.frame().drop(columns="run_key")  # the key stays in the CSV; the page shows the results

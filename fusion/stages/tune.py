@@ -102,6 +102,6 @@ def run(
                 res.pop("test_mae")  # model selection sees validation only
                 row = {"dataset": key, "arch": arch, "seed": int(seed), "lr": float(lr), **res, "run_key": rk}
             log.add(row)
-    grid = log.frame()
+    grid = log.frame().drop(columns="run_key")  # the key stays in the CSV; the page shows the results
     write_json(paths.tune_choice_path(key), {"dataset": key, "arch": arch, **choose(grid, tolerance)})
     return grid
