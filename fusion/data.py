@@ -66,7 +66,7 @@ DATASETS: dict[str, tuple[str, ...]] = {
 TARGET_UNITS: dict[tuple[str, str], str] = {
     ("matbench_jdft2d", "exfoliation_energy"): "meV/atom",
     ("matbench_phonons", "last_phdos_peak"): "cm⁻¹",
-    ("matbench_dielectric", "n"): "refractive index (dimensionless)",
+    ("matbench_dielectric", "n"): "dimensionless",  # the refractive index n
     ("matbench_perovskites", "e_form"): "eV/cell",
     ("perov5_castelli", "heat_all"): "eV/cell",
     ("perov5_castelli", "heat_ref"): "eV/cell",

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from fusion.report.glue import glue_table
@@ -32,6 +33,10 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     elif isinstance(obj, list) and any(isinstance(v, Mapping | list) for v in obj):
         for k, v in enumerate(obj):
             out.update(flatten(v, f"{prefix}[{k}]"))
+    elif isinstance(obj, list) and len(obj) > 6 and all(isinstance(v, int | float) for v in obj):
+        # A long series (e.g. per-round timings) as a summary, so the table fits its column.
+        a = np.asarray(obj, dtype=float)
+        out[prefix] = f"{len(a)} values: median {np.median(a):.4g}, min {a.min():.4g}, max {a.max():.4g}"
     else:
         out[prefix] = ", ".join(map(str, obj)) if isinstance(obj, list) else obj
     return out
@@ -46,7 +51,9 @@ def benchmark_table(name: str, folder: str | Path = "benchmarks/results") -> pd.
     if not data:
         return pd.DataFrame({"measure": [f"{name}.json"], "value": ["not run yet (no file)"]})
     flat = flatten(data)
-    return pd.DataFrame({"measure": list(flat), "value": [str(v) for v in flat.values()]})
+    # Zero-width spaces after "." and "_" let long dotted names wrap inside the column.
+    names = [k.replace(".", ".\u200b").replace("_", "_\u200b") for k in flat]
+    return pd.DataFrame({"measure": names, "value": [str(v) for v in flat.values()]})
 
 
 def glue_benchmarks(

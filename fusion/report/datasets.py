@@ -39,6 +39,35 @@ def dataset_card(key: str, root: str | Path = ".") -> dict[str, Any]:
     return {f"{key}_{n}": summary[n] for n in names if n in summary}
 
 
+def overview_table(keys: Sequence[str], root: str | Path = ".") -> pd.DataFrame:
+    """The datasets side by side (one column each), from the ``prepare`` summaries, with units.
+
+    Transposed so that four datasets fit the page's column.
+    """
+    rows: dict[str, dict[str, str]] = {}
+    for key in keys:
+        s = read_json(Path(root, "results", "prepare", key, "summary.json"))
+        if not s:
+            continue
+        unit = s.get("unit", "")
+        kept = f"{s['n_kept']:,}" + (" (seeded random subsample)" if s.get("limit") else "")
+        rows[key] = {
+            "dataset": s["dataset"],
+            "target (unit)": f"{s['target']} ({unit})",
+            "records read": f"{s['n_read']:,}",
+            "records used": kept,
+            "skipped": f"{s['n_skipped']:,}",
+            "elements": str(s["n_elements"]),
+            "atoms per cell, mean (max)": f"{s['nsites_mean']:.1f} ({s['nsites_max']})",
+            "target mean ± std": f"{s['target_mean']:.4g} ± {s['target_std']:.3g}",
+            "target median": f"{s['target_median']:.4g}" if "target_median" in s else "",
+            "target range": f"{s['target_min']:.4g} to {s['target_max']:.4g}",
+        }
+    table = pd.DataFrame(rows)
+    table.insert(0, "", table.index)
+    return table
+
+
 def plot_dataset_card(key: str, root: str | Path = ".", top_elements: int = 25) -> Any:
     """Target distribution, structure-size histogram and element frequencies of one dataset.
 
