@@ -130,3 +130,22 @@ def keep_column(method: str, ratio: float) -> str:
     from fusion.paths import column
 
     return column(method, ratio)
+
+
+def study_status(params: Mapping[str, Any], root: str | Path = ".") -> str:
+    """One sentence on how far the run of ``params`` has got (finished ``train`` cells, analysis).
+
+    The pipeline can span sessions; a page built before the ``analyze`` stage has
+    run says so instead of showing empty tables without a word.
+    """
+    from fusion import paths
+
+    cells = [(k, a, s) for k in params["datasets"] for a in params["architectures"] for s in params["seeds"]]
+    done = sum(Path(root, paths.train_path(k, a, int(s))).exists() for k, a, s in cells)
+    if Path(root, paths.metrics_path()).exists() and done == len(cells):
+        return f"complete: all {len(cells)} training cells and the analysis have run."
+    return (
+        f"in progress: {done} of {len(cells)} training cells (dataset × architecture × seed) have "
+        "finished and the `analyze` stage has not run on them yet, so the tables and figures "
+        "below are empty; they fill in when `dvc repro` completes."
+    )
