@@ -244,3 +244,16 @@ def test_study_status_counts_finished_cells(tmp_path):
     cell.parent.mkdir(parents=True)
     cell.write_text("x\n1\n")
     assert "1 of 4" in inputs.study_status(params, tmp_path)
+
+
+def test_study_figures_draw_a_placeholder_before_the_analysis_exists():
+    import pandas as pd
+
+    from fusion.report import study
+
+    for fig in (
+        study.mae_curves(pd.DataFrame(), {}),
+        study.target_shift(pd.DataFrame()),
+        study.effective_size(pd.DataFrame()),
+    ):
+        assert fig.axes  # a figure with its explanatory text, not an exception

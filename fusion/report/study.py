@@ -66,6 +66,8 @@ def mae_curves(runs: pd.DataFrame, units: dict[str, str], methods: Sequence[str]
         units: Dataset key -> unit.
         methods: Methods drawn (default: all). Random at ratio 0 starts every curve.
     """
+    if runs.empty:
+        return placeholder("no training runs analysed yet")
     keys = sorted(runs["dataset"].unique())
     fig, axes = _grid(len(keys))
     for ax, key in zip(axes, keys, strict=False):
@@ -126,6 +128,8 @@ def effective_size(effective: pd.DataFrame, methods: Sequence[str] | None = None
 
 def target_shift(shift: pd.DataFrame, methods: Sequence[str] | None = None) -> Any:
     """Share of each kept set in the pool's top target decile (random keeps about 10 %)."""
+    if shift.empty:
+        return placeholder("no kept sets analysed yet")
     keys = sorted(shift["dataset"].unique())
     fig, axes = _grid(len(keys))
     for ax, key in zip(axes, keys, strict=False):
