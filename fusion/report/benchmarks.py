@@ -67,7 +67,7 @@ def glue_benchmarks(
     rows = []
     for name in names:
         table = benchmark_table(name, folder)
-        glue_table(f"bench_{name}", table)
+        glue_table(f"bench_{name}", table, wrap=True)
         present = Path(folder, f"{name}.json").exists()
         rows.append(
             {
