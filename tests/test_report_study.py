@@ -235,14 +235,16 @@ def test_paper_table_quotes_the_paper_and_says_higher_for_losses():
     assert table.iloc[4]["verdict"] == "not evaluated"
 
 
-def test_study_status_counts_finished_cells(tmp_path):
+def test_study_status_counts_recorded_cells(tmp_path):
     from fusion.report import inputs
 
     params = {"datasets": {"a": {}, "b": {}}, "architectures": ["cgcnn"], "seeds": [0, 1]}
     assert inputs.study_status(params, tmp_path).startswith("in progress: 0 of 4 training cells")
     cell = tmp_path / "results" / "train" / "a" / "cgcnn-seed-0.csv"
     cell.parent.mkdir(parents=True)
-    cell.write_text("x\n1\n")
+    cell.write_text("x\n1\n")  # a partial CSV of a running cell does not count
+    assert "0 of 4" in inputs.study_status(params, tmp_path)
+    (tmp_path / "dvc.lock").write_text("stages:\n  train@a-cgcnn-0: {}\n")
     assert "1 of 4" in inputs.study_status(params, tmp_path)
 
 

@@ -133,16 +133,27 @@ def keep_column(method: str, ratio: float) -> str:
 
 
 def study_status(params: Mapping[str, Any], root: str | Path = ".") -> str:
-    """One sentence on how far the run of ``params`` has got (finished ``train`` cells, analysis).
+    """One sentence on how far the run of ``params`` has got (recorded ``train`` cells, analysis).
 
     The pipeline can span sessions; a page built before the ``analyze`` stage has
-    run says so instead of showing empty tables without a word.
+    run says so instead of showing empty tables without a word. A cell counts
+    when ``dvc.lock`` records it (a cell still running has a partial CSV).
     """
+    import yaml
+
     from fusion import paths
 
-    cells = [(k, a, s) for k in params["datasets"] for a in params["architectures"] for s in params["seeds"]]
-    done = sum(Path(root, paths.train_path(k, a, int(s))).exists() for k, a, s in cells)
-    if Path(root, paths.metrics_path()).exists() and done == len(cells):
+    lock_file = Path(root, "dvc.lock")
+    lock = yaml.safe_load(lock_file.read_text()) if lock_file.exists() else {}
+    recorded = set((lock or {}).get("stages", {}))
+    cells = [
+        f"train@{k}-{a}-{s}"
+        for k in params["datasets"]
+        for a in params["architectures"]
+        for s in params["seeds"]
+    ]
+    done = sum(c in recorded for c in cells)
+    if Path(root, paths.metrics_path()).exists() and "analyze" in recorded and done == len(cells):
         return f"complete: all {len(cells)} training cells and the analysis have run."
     return (
         f"in progress: {done} of {len(cells)} training cells (dataset × architecture × seed) have "

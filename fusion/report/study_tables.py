@@ -86,9 +86,22 @@ def unit_of(units: Mapping[str, str], key: str) -> str:
 # ----------------------------------------------------------------------------- study and verdict
 
 
-def study_values(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """``metrics.json``'s ``study`` section as glue values (``study_<field>``; "not recorded" if absent)."""
-    st = metrics.get("study", {})
+def study_values(metrics: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``metrics.json``'s ``study`` section as glue values (``study_<field>``).
+
+    Before the ``analyze`` stage has written it, the values come from ``params``
+    (the run as configured), so the page still says what the run is.
+    """
+    st = dict(metrics.get("study", {}))
+    if not st and params is not None:
+        st = {
+            "architecture": params.get("analyze", {}).get("arch", "not recorded"),
+            "seeds": len(params.get("seeds", [])),
+            "val_protocol": params.get("val_protocol", "not recorded"),
+            "budget": f"{params.get('train', {}).get('budget', 'epochs')} rule; learning rate and epochs "
+            "from the tune stage",
+            "datasets": list(params.get("datasets", {})),
+        }
     wall = st.get("wall_hours")
     return {
         "study_arch": str(st.get("architecture", "not recorded")),
