@@ -121,6 +121,18 @@ def mean_predictor_mae(train: list, test: list) -> float:
     return float((y_test - y_train.mean()).abs().mean())
 
 
+def assert_same_integers(a: object, b: object, msg: str = "") -> None:
+    """Assert that two integer or boolean arrays (counts, masks, indices) are equal element by element.
+
+    Integers are exact by definition, so no tolerance applies.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.dtype.kind in "biu", f"not integer/boolean: {a.dtype} {msg}"
+    assert b.dtype.kind in "biu", f"not integer/boolean: {b.dtype} {msg}"
+    assert a.shape == b.shape, f"{a.shape} != {b.shape} {msg}"
+    assert (a == b).all(), f"{int((a != b).sum())} elements differ {msg}"
+
+
 def assert_bitwise_equal(a: object, b: object, msg: str = "") -> None:
     """Assert that two arrays or tensors are equal bit for bit (same shape, dtype and values).
 
