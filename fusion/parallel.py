@@ -1,0 +1,208 @@
+"""One Dask layer for every parallel step: featurisation chunks and training runs.
+
+Everything that runs in parallel goes through :func:`workers` and
+:func:`map_ordered`:
+
+* By default, :func:`workers` starts a ``dask.distributed.LocalCluster`` with one
+  single-threaded worker process per core (``OMP_NUM_THREADS=1`` and friends set
+  before each worker starts, so torch, numpy and dscribe use one thread each:
+  with two threads per process our trainer collapses when the other core is
+  busy). With one worker it starts nothing and runs in this process.
+* With a scheduler address it connects to an existing cluster instead. The
+  address comes from the ``scheduler`` argument (the ``--scheduler`` option of
+  ``fusion prune``, the ``dask.scheduler`` key of ``params.yaml``) or else from
+  Dask's own configuration, i.e. the ``DASK_SCHEDULER_ADDRESS`` environment
+  variable.
+* :func:`map_ordered` gathers results in input order, whatever worker finished
+  first, so an output never depends on the number of workers: same seed, same
+  bits.
+
+Starting a cluster elsewhere (the README has the full recipe)::
+
+    # plain machines: one scheduler, any number of workers
+    dask scheduler --port 8786                       # on the head node
+    dask worker tcp://HEAD:8786 --nworkers 16 --nthreads 1   # on each node
+    DASK_SCHEDULER_ADDRESS=tcp://HEAD:8786 dvc repro
+
+    # SLURM, with dask-jobqueue (pip install dask-jobqueue)
+    from dask_jobqueue import SLURMCluster
+    cluster = SLURMCluster(cores=16, processes=16, memory="64GB", walltime="04:00:00")
+    cluster.scale(jobs=4); print(cluster.scheduler_address)
+
+Workers of an external cluster must have this package installed at the same
+version (the tasks are functions of :mod:`fusion`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+ONE_THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+}
+"""Set in every local worker before it starts. Only thread counts: the
+machine's ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` are inherited untouched."""
+
+
+def available_cores() -> int:
+    """Return the cores this process may use (its CPU affinity, else ``os.cpu_count()``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def resolve_workers(n_workers: int | None) -> int:
+    """Turn a worker count option into a number of local workers.
+
+    Args:
+        n_workers: ``None`` or ``-1`` for one per core, else a positive count.
+
+    Returns:
+        The number of worker processes to start.
+
+    Raises:
+        ValueError: If ``n_workers`` is 0 or below -1.
+    """
+    if n_workers is None or n_workers == -1:
+        return available_cores()
+    if n_workers < 1:
+        raise ValueError(f"workers must be a positive integer, or -1/None for every core; got {n_workers}")
+    return int(n_workers)
+
+
+def scheduler_address(scheduler: str | None = None) -> str | None:
+    """Return the address of the Dask scheduler to use, or ``None`` for a local cluster.
+
+    Args:
+        scheduler: An explicit address such as ``"tcp://10.0.0.1:8786"``. When
+            ``None`` or empty, Dask's configuration key ``scheduler-address``
+            (environment variable ``DASK_SCHEDULER_ADDRESS``) is used.
+
+    Returns:
+        The address, or ``None`` when neither is set.
+    """
+    if scheduler:
+        return str(scheduler)
+    import dask
+
+    return dask.config.get("scheduler-address", None) or None
+
+
+@contextlib.contextmanager
+def workers(n_workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
+    """Provide a Dask client for the duration of a ``with`` block.
+
+    Args:
+        n_workers: Local worker processes (1 thread each); ``None`` or -1 for
+            one per core. Ignored when a scheduler address is set. Defaults to
+            ``None``.
+        scheduler: Address of an existing scheduler; see :func:`scheduler_address`.
+            Defaults to ``None``.
+
+    Yields:
+        A ``distributed.Client``, or ``None`` when one local worker is asked
+        for: the work then runs serially in this process, and no cluster is
+        started.
+    """
+    address = scheduler_address(scheduler)
+    if address:
+        from distributed import Client
+
+        with Client(address) as client:
+            yield client
+        return
+    n = resolve_workers(n_workers)
+    if n == 1:
+        yield None
+        return
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=n,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+        env=ONE_THREAD_ENV,
+    )
+    try:
+        with Client(cluster) as client:
+            yield client
+    finally:
+        cluster.close()
+
+
+def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    """Split ``items`` into consecutive slices of at most ``size`` (order kept)."""
+    if size < 1:
+        raise ValueError(f"chunk size must be positive, got {size}")
+    return [items[a : a + size] for a in range(0, len(items), size)]
+
+
+def map_ordered(
+    fn: Callable[..., R],
+    tasks: Sequence[Any],
+    client: Any = None,
+    *,
+    progress: bool = False,
+    desc: str | None = None,
+    weights: Sequence[int] | None = None,
+    unit: str = "task",
+) -> list[R]:
+    """Apply ``fn`` to every task, on the client's workers or serially, results in input order.
+
+    Args:
+        fn: A module-level function (it travels to the workers by reference).
+        tasks: One argument per call.
+        client: A ``distributed.Client`` from :func:`workers`, or ``None`` to run
+            in this process. Defaults to ``None``.
+        progress: Show a tqdm bar as tasks finish. Defaults to False.
+        desc: The bar's label. Defaults to none.
+        weights: Progress units per task (e.g. structures per chunk). Defaults
+            to one per task.
+        unit: The bar's unit. Defaults to ``"task"``.
+
+    Returns:
+        ``[fn(t) for t in tasks]``, in the order of ``tasks``.
+
+    Raises:
+        Exception: The first task's exception, re-raised here, when a task fails.
+    """
+    weights = list(weights) if weights is not None else [1] * len(tasks)
+    bar = tqdm(total=sum(weights), desc=desc, unit=unit, disable=not progress)
+    try:
+        if client is None:
+            out = []
+            for t, w in zip(tasks, weights, strict=True):
+                out.append(fn(t))
+                bar.update(w)
+            return out
+        from distributed import as_completed
+
+        # pure=False: equal tasks still run (and are counted) once each.
+        futures = client.map(fn, list(tasks), pure=False)
+        index = {f.key: k for k, f in enumerate(futures)}
+        try:
+            for f in as_completed(futures):
+                if f.status == "error":
+                    f.result()  # re-raises the worker's exception here
+                bar.update(weights[index[f.key]])
+            return client.gather(futures)
+        except BaseException:
+            client.cancel(futures)
+            raise
+    finally:
+        bar.close()
