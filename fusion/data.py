@@ -29,7 +29,6 @@ import json
 import math
 import warnings
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -253,6 +252,7 @@ def validate_records(
     errors: str = "skip",
     n_jobs: int = 1,
     progress: bool = True,
+    client: Any = None,
 ) -> CrystalDataset:
     """Check records and assemble a dataset; failures are skipped and reported.
 
@@ -263,11 +263,15 @@ def validate_records(
         cutoff: Graph cutoff (Å) for the isolated-atom check. Defaults to 8.
         errors: ``"skip"`` (default) records each failure in ``skipped``;
             ``"raise"`` raises :class:`DataError` at the first one.
-        n_jobs: Worker processes for parsing and checks. Defaults to 1.
+        n_jobs: Local Dask workers for parsing and checks when no ``client`` is
+            given (-1: one per core). Defaults to 1 (no cluster).
         progress: Show a progress bar. Defaults to True.
+        client: A ``distributed.Client`` from :func:`fusion.parallel.workers`.
+            Defaults to None.
 
     Returns:
-        The dataset of the records that passed, in input order.
+        The dataset of the records that passed, in input order (independent of
+        the number of workers).
 
     Raises:
         DataError: With ``errors="raise"``, naming the first failing record.
@@ -289,20 +293,24 @@ def validate_records(
         first_seen[rid] = k
         unique.append(rec)
 
-    if n_jobs > 1 and len(unique) > 200:
-        size = math.ceil(len(unique) / (n_jobs * 8))
+    from fusion.parallel import map_ordered, resolve_workers, workers
+
+    if client is not None or (resolve_workers(n_jobs) > 1 and len(unique) > 200):
+        n = len(client.scheduler_info()["workers"]) if client is not None else resolve_workers(n_jobs)
+        size = math.ceil(len(unique) / (max(n, 1) * 8)) or 1
         chunks = [(unique[i : i + size], cutoff) for i in range(0, len(unique), size)]
-        with ProcessPoolExecutor(n_jobs) as pool:
-            results = [
-                r
-                for part in tqdm(
-                    pool.map(_check_chunk, chunks),
-                    total=len(chunks),
-                    disable=not progress,
-                    desc=f"check {name}",
-                )
-                for r in part
-            ]
+        run: dict[str, Any] = {
+            "progress": progress,
+            "desc": f"check {name}",
+            "weights": [len(c[0]) for c in chunks],
+            "unit": "record",
+        }
+        if client is not None:
+            parts = map_ordered(_check_chunk, chunks, client, **run)
+        else:
+            with workers(n_jobs) as own:
+                parts = map_ordered(_check_chunk, chunks, own, **run)
+        results = [r for part in parts for r in part]
     else:
         results = [check_record(r, cutoff) for r in tqdm(unique, disable=not progress, desc=f"check {name}")]
 
@@ -375,6 +383,7 @@ def load_dataset(
     errors: str = "skip",
     n_jobs: int = 1,
     progress: bool = True,
+    client: Any = None,
 ) -> CrystalDataset:
     """Load one of the project's datasets (``data/<name>/<name>.json.gz``).
 
@@ -385,8 +394,10 @@ def load_dataset(
         limit: Read only the first ``limit`` records (tests, smoke runs).
         cutoff: Graph cutoff for the isolated-atom check. Defaults to 8 Å.
         errors: ``"skip"`` (default) or ``"raise"``; see :func:`validate_records`.
-        n_jobs: Worker processes. Defaults to 1.
+        n_jobs: Local Dask workers for the checks (-1: one per core). Defaults to 1.
         progress: Show a progress bar. Defaults to True.
+        client: A ``distributed.Client`` (:func:`fusion.parallel.workers`) to
+            run the checks on instead. Defaults to None.
 
     Returns:
         The dataset.
@@ -415,4 +426,5 @@ def load_dataset(
         errors=errors,
         n_jobs=n_jobs,
         progress=progress,
+        client=client,
     )

@@ -73,12 +73,10 @@ import functools
 import json
 import math
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -272,6 +270,7 @@ def soap_fingerprints(
     n_jobs: int = 1,
     progress: bool = True,
     chunk_size: int = 64,
+    client: Any = None,
 ) -> np.ndarray:
     """Compute the L2-normalised, symmetry-averaged SOAP fingerprint of each structure.
 
@@ -282,10 +281,13 @@ def soap_fingerprints(
             the same dataset are comparable across calls.
         compression: ``"off"``, ``"mu1nu1"`` (default) or ``"mu2"``; see the
             module docstring.
-        n_jobs: Worker processes. Defaults to 1 (no pool). Chunks are gathered
-            in input order, so the result does not depend on ``n_jobs``.
+        n_jobs: Local Dask workers when no ``client`` is given (-1: one per
+            core). Defaults to 1 (no cluster). Chunks are gathered in input
+            order, so the result does not depend on the number of workers.
         progress: Show a tqdm progress bar over structures. Defaults to True.
         chunk_size: Structures per task sent to a worker. Defaults to 64.
+        client: A ``distributed.Client`` from :func:`fusion.parallel.workers`
+            to run the chunks on. Defaults to None.
 
     Returns:
         ``[n_structures, n_features]`` float32 array, rows of unit norm (to ~1e-6)
@@ -309,18 +311,19 @@ def soap_fingerprints(
     tasks = [
         (packed[a : a + chunk_size], list(species), compression) for a in range(0, len(packed), chunk_size)
     ]
-    bar = tqdm(total=len(packed), desc=f"SOAP ({compression})", unit="struct", disable=not progress)
-    parts: list[np.ndarray] = []
-    if n_jobs <= 1:
-        for t in tasks:
-            parts.append(_fingerprint_chunk(t))
-            bar.update(len(t[0]))
+    from fusion.parallel import map_ordered, workers
+
+    run: dict[str, Any] = {
+        "progress": progress,
+        "desc": f"SOAP ({compression})",
+        "weights": [len(t[0]) for t in tasks],
+        "unit": "struct",
+    }
+    if client is not None:
+        parts = map_ordered(_fingerprint_chunk, tasks, client, **run)
     else:
-        with ProcessPoolExecutor(max_workers=n_jobs) as pool:
-            for part in pool.map(_fingerprint_chunk, tasks):
-                parts.append(part)
-                bar.update(len(part))
-    bar.close()
+        with workers(n_jobs if len(tasks) > 1 else 1) as own:
+            parts = map_ordered(_fingerprint_chunk, tasks, own, **run)
     return np.concatenate(parts, axis=0)
 
 

@@ -21,20 +21,21 @@ STAGES: dict[str, dict[str, str]] = {
         "text": "Bad records are listed in `skipped.csv` with their reason, never dropped silently. "
         "`limit` keeps a seeded random subsample. Writes `results/prepare/<key>/`.",
         "params": 'key = "jdft2d"\nname = "matbench_jdft2d"\ntarget = "exfoliation_energy"\nlimit = 200\n'
-        "sample_seed = 0\nseeds = [0]\nfractions = [0.7, 0.15, 0.15]\ncutoff = 8.0",
-        "call": "prepare.run(key, name, target, seeds, limit, sample_seed, fractions, cutoff)",
+        "sample_seed = 0\nseeds = [0]\nfractions = [0.7, 0.15, 0.15]\ncutoff = 8.0\nworkers = 1\nscheduler = None",
+        "call": "prepare.run(key, name, target, seeds, limit, sample_seed, fractions, cutoff, workers, scheduler)",
     },
     "graphs": {
         "title": "the periodic crystal graph of every kept record",
         "text": "Writes `cache/graphs/<key>.pt`.",
-        "params": 'key = "jdft2d"\nname = "matbench_jdft2d"\ncutoff = 8.0\nmax_neighbors = 12\nn_jobs = 1',
-        "call": "graphs.run(key, name, cutoff, max_neighbors, n_jobs)",
+        "params": 'key = "jdft2d"\nname = "matbench_jdft2d"\ncutoff = 8.0\nmax_neighbors = 12\nworkers = 1\n'
+        "scheduler = None",
+        "call": "graphs.run(key, name, cutoff, max_neighbors, workers, scheduler)",
     },
     "fingerprints": {
         "title": "the SOAP fingerprint of every kept record",
         "text": "Writes `cache/fingerprints/<key>.npz`.",
-        "params": 'key = "jdft2d"\nname = "matbench_jdft2d"\ncompression = "mu1nu1"\nn_jobs = 1',
-        "call": "fingerprints.run(key, name, compression, n_jobs)",
+        "params": 'key = "jdft2d"\nname = "matbench_jdft2d"\ncompression = "mu1nu1"\nworkers = 1\nscheduler = None',
+        "call": "fingerprints.run(key, name, compression, workers, scheduler)",
     },
     "tune": {
         "title": "the main architecture's learning rate and budget, on validation only",

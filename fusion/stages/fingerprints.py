@@ -14,7 +14,12 @@ from fusion.stages.common import cif_strings
 
 
 def run(
-    key: str, name: str, compression: str = "mu1nu1", n_jobs: int = 1, data_dir: str | Path = "data"
+    key: str,
+    name: str,
+    compression: str = "mu1nu1",
+    workers: int | None = 1,
+    scheduler: str | None = None,
+    data_dir: str | Path = "data",
 ) -> dict[str, Any]:
     """Compute and cache the SOAP fingerprints of every kept record of ``key`` (dataset ``name``).
 
@@ -22,7 +27,10 @@ def run(
         key: Dataset key.
         name: Project dataset name.
         compression: dscribe compression (``off``, ``mu1nu1``, ``mu2``). Defaults to ``mu1nu1``.
-        n_jobs: Worker processes. Defaults to 1.
+        workers: Local Dask workers (``None``: one per core). Defaults to 1
+            (no cluster). The output does not depend on it.
+        scheduler: Address of an existing Dask scheduler (or the
+            ``DASK_SCHEDULER_ADDRESS`` environment variable). Defaults to None.
         data_dir: Folder holding the datasets. Defaults to ``"data"``.
 
     Returns:
@@ -32,6 +40,7 @@ def run(
     from pymatgen.core import Structure
 
     from fusion.fingerprints import dataset_species, save_fingerprints, soap_fingerprints
+    from fusion.parallel import workers as dask_workers
     from fusion.selection import nearest_neighbor_distance
 
     t0 = time.perf_counter()
@@ -40,7 +49,8 @@ def run(
         warnings.simplefilter("ignore")
         structures = [Structure.from_str(c, fmt="cif") for c in cifs]
     species = dataset_species(structures)
-    X = soap_fingerprints(structures, species, compression, n_jobs=n_jobs, progress=False)
+    with dask_workers(workers, scheduler) as client:
+        X = soap_fingerprints(structures, species, compression, progress=False, client=client)
     save_fingerprints(paths.fingerprints_path(key), ids, X, {"species": species, "compression": compression})
     d_nn = nearest_neighbor_distance(X)
     return {

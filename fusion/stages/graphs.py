@@ -17,7 +17,8 @@ def run(
     name: str,
     cutoff: float = 8.0,
     max_neighbors: int = 12,
-    n_jobs: int = 1,
+    workers: int | None = 1,
+    scheduler: str | None = None,
     data_dir: str | Path = "data",
 ) -> dict[str, Any]:
     """Build the graphs of every kept record of ``key`` (dataset ``name``) and cache them.
@@ -27,17 +28,23 @@ def run(
         name: Project dataset name.
         cutoff: Neighbour cutoff (Å). Defaults to 8.
         max_neighbors: Neighbours kept per atom. Defaults to 12.
-        n_jobs: Worker processes. Defaults to 1.
+        workers: Local Dask workers (``None``: one per core). Defaults to 1
+            (no cluster). The output does not depend on it.
+        scheduler: Address of an existing Dask scheduler (or the
+            ``DASK_SCHEDULER_ADDRESS`` environment variable). Defaults to None.
         data_dir: Folder holding the datasets. Defaults to ``"data"``.
 
     Returns:
         A summary: number of graphs, mean atoms and edges per graph, seconds.
     """
-    from fusion.graphs import graphs_from_cif, save_graphs
+    from fusion import featurize
+    from fusion.graphs import save_graphs
+    from fusion.parallel import workers as dask_workers
 
     t0 = time.perf_counter()
     ids, cifs, y = cif_strings(key, name, data_dir)
-    graphs = graphs_from_cif(cifs, y, cutoff, max_neighbors, n_jobs=n_jobs, progress=False, ids=ids)
+    with dask_workers(workers, scheduler) as client:
+        graphs = featurize.graphs(cifs, y, ids, cutoff, max_neighbors, client=client)
     meta = {"cutoff": float(cutoff), "max_neighbors": int(max_neighbors)}
     save_graphs(paths.graphs_path(key), ids, graphs, meta)
     return {

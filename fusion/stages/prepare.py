@@ -22,6 +22,8 @@ def run(
     sample_seed: int = 0,
     fractions: Sequence[float] = (0.7, 0.15, 0.15),
     cutoff: float = 8.0,
+    workers: int | None = 1,
+    scheduler: str | None = None,
     data_dir: str | Path = "data",
 ) -> dict[str, Any]:
     """Load and validate a dataset, write its records, skip report and one split per seed.
@@ -36,17 +38,22 @@ def run(
         sample_seed: Seed of the subsample. Defaults to 0.
         fractions: Train/val/test fractions. Defaults to 70/15/15.
         cutoff: Graph cutoff (Å) for the isolated-atom check. Defaults to 8.
+        workers: Local Dask workers for parsing and checks (``None``: one per
+            core). Defaults to 1 (no cluster). The output does not depend on it.
+        scheduler: Address of an existing Dask scheduler (or the
+            ``DASK_SCHEDULER_ADDRESS`` environment variable). Defaults to None.
         data_dir: Folder holding the datasets. Defaults to ``"data"``.
 
     Returns:
         The dataset summary (also written to ``summary.json``).
     """
     from fusion.data import load_dataset, target_unit
+    from fusion.parallel import workers as dask_workers
     from fusion.splits import random_split, save_split
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), dask_workers(workers, scheduler) as client:
         warnings.simplefilter("ignore")
-        ds = load_dataset(name, target, data_dir, cutoff=cutoff, progress=False)
+        ds = load_dataset(name, target, data_dir, cutoff=cutoff, progress=False, client=client)
     n_valid = len(ds)
     records = ds.metadata[["id", "formula", "nsites"]].copy()
     records.insert(1, "target", ds.targets)
