@@ -161,6 +161,7 @@ def map_ordered(
     desc: str | None = None,
     weights: Sequence[int] | None = None,
     unit: str = "task",
+    on_result: Callable[[int, R], None] | None = None,
 ) -> list[R]:
     """Apply ``fn`` to every task, on the client's workers or serially, results in input order.
 
@@ -174,6 +175,9 @@ def map_ordered(
         weights: Progress units per task (e.g. structures per chunk). Defaults
             to one per task.
         unit: The bar's unit. Defaults to ``"task"``.
+        on_result: Called as ``on_result(index, result)`` in this process as
+            each task finishes (in completion order), e.g. to save a finished
+            training run at once. Defaults to none.
 
     Returns:
         ``[fn(t) for t in tasks]``, in the order of ``tasks``.
@@ -186,8 +190,10 @@ def map_ordered(
     try:
         if client is None:
             out = []
-            for t, w in zip(tasks, weights, strict=True):
+            for k, (t, w) in enumerate(zip(tasks, weights, strict=True)):
                 out.append(fn(t))
+                if on_result is not None:
+                    on_result(k, out[-1])
                 bar.update(w)
             return out
         from distributed import as_completed
@@ -199,6 +205,8 @@ def map_ordered(
             for f in as_completed(futures):
                 if f.status == "error":
                     f.result()  # re-raises the worker's exception here
+                if on_result is not None:
+                    on_result(index[f.key], f.result())
                 bar.update(weights[index[f.key]])
             return client.gather(futures)
         except BaseException:

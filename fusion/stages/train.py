@@ -9,16 +9,24 @@ method; under the paper's protocol the kept validation records do. Learning
 rate and budget come from the ``tune`` stage unless given; the budget rule
 (:func:`fusion.stages.common.budget_epochs`) says whether a pruned run trains
 the same epochs or the same optimiser steps as the unpruned one.
+
+The runs of a cell are independent: :func:`fit_all` sends those not stored
+yet to Dask workers (:mod:`fusion.parallel`; ``workers`` local processes of one
+thread each, or an existing cluster), saves each as it finishes and writes the
+CSV in the cell's own order at the end, so the rows are the same for any
+number of workers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
 
 from fusion import paths
+from fusion.parallel import map_ordered
+from fusion.parallel import workers as dask_workers
 from fusion.paths import column
 from fusion.stages.common import (
     RunLog,
@@ -33,19 +41,36 @@ from fusion.stages.common import (
 )
 from fusion.stages.uncertainty import resolve
 
+Ids = tuple[Sequence[str], Sequence[str], Sequence[str]]
+"""``(train, val, test)`` ids of one run."""
 
-def fit_or_reuse(
-    log: RunLog,
-    arch: str,
-    size: str,
-    graphs: dict[str, Any],
-    ids: tuple[Sequence[str], Sequence[str], Sequence[str]],
-    config: Any,
-) -> dict[str, Any]:
-    """One training run, or its stored row when ``log`` holds the same run.
+
+def key_of(arch: str, size: str, ids: Ids, config: Any, code: str | None = None) -> str:
+    """The :class:`fusion.stages.common.RunLog` key of one run.
 
     The run is identified by its settings, the hash of its train/val/test ids
     and the training code's version (:func:`fusion.stages.common.code_version`).
+
+    Args:
+        arch: Architecture.
+        size: Model size preset.
+        ids: ``(train, val, test)`` ids.
+        config: The :class:`fusion.train.TrainConfig`.
+        code: The training code's version; computed when None. Defaults to None.
+
+    Returns:
+        The key.
+    """
+    tr, va, te = ids
+    return run_key(arch=arch, size=size, seed=config.seed, epochs=config.epochs, lr=config.lr,
+                   batch=config.batch_size, patience=config.patience, threads=config.num_threads,
+                   ids=ids_hash(tr, va, te), code=code or code_version())  # fmt: skip
+
+
+def fit_or_reuse(
+    log: RunLog, arch: str, size: str, graphs: dict[str, Any], ids: Ids, config: Any
+) -> dict[str, Any]:
+    """One training run, or its stored row when ``log`` holds the same run (:func:`key_of`).
 
     Args:
         log: The stage's :class:`fusion.stages.common.RunLog`.
@@ -58,14 +83,76 @@ def fit_or_reuse(
     Returns:
         :func:`fusion.stages.common.fit_and_score`'s fields plus ``run_key``.
     """
-    tr, va, te = ids
-    key = run_key(arch=arch, size=size, seed=config.seed, epochs=config.epochs, lr=config.lr,
-                  batch=config.batch_size, patience=config.patience, threads=config.num_threads,
-                  ids=ids_hash(tr, va, te), code=code_version())  # fmt: skip
+    key = key_of(arch, size, ids, config)
     row = log.get(key)
     if row is None:
-        row = {**fit_and_score(arch, size, graphs, tr, va, te, config), "run_key": key}
+        row = {**fit_and_score(arch, size, graphs, *ids, config), "run_key": key}
     return row
+
+
+def _fit_task(task: tuple[str, str, dict[str, Any], Ids, Any]) -> dict[str, Any]:
+    """Worker: one training run (:func:`fusion.stages.common.fit_and_score`)."""
+    arch, size, graphs, ids, config = task
+    return fit_and_score(arch, size, graphs, *ids, config)
+
+
+def fit_all(
+    log: RunLog,
+    arch: str,
+    size: str,
+    graphs: dict[str, Any],
+    runs: Sequence[tuple[Ids, Any]],
+    row: Callable[[int, dict[str, Any]], dict[str, Any]],
+    workers: int | None = 1,
+    scheduler: str | None = None,
+) -> list[dict[str, Any]]:
+    """Every run of a stage cell: reused from ``log``, or trained on Dask workers.
+
+    A finished run is added to ``log`` (so written to disk) at once, in
+    completion order, so a killed cell resumes at its missing runs. The rows
+    returned are in the order of ``runs``: pass them to ``log.rows`` before
+    ``log.frame()`` and the CSV does not depend on the number of workers.
+
+    Args:
+        log: The stage's :class:`fusion.stages.common.RunLog`.
+        arch: Architecture.
+        size: Model size preset.
+        graphs: Graph of every id (sent once to each worker).
+        runs: ``((train, val, test) ids, TrainConfig)`` of each run.
+        row: ``row(k, result)`` builds the CSV row of run ``k`` from
+            :func:`fit_or_reuse`'s fields (``run_key`` included).
+        workers: Local worker processes (one torch thread each; ``None``: one
+            per core). Defaults to 1: this process, no cluster.
+        scheduler: Address of an existing Dask scheduler (or the
+            ``DASK_SCHEDULER_ADDRESS`` environment variable). Defaults to None.
+
+    Returns:
+        One row per run, in the order of ``runs``.
+    """
+    code = code_version()  # once per cell: it hashes the training code's files
+    keys = [key_of(arch, size, ids, cfg, code) for ids, cfg in runs]
+    rows: list[dict[str, Any] | None] = [None] * len(runs)
+    todo = []
+    for k, key in enumerate(keys):
+        stored = log.get(key)
+        if stored is None:
+            todo.append(k)
+        else:
+            rows[k] = row(k, stored)
+            log.add(rows[k])
+
+    def done(j: int, result: dict[str, Any]) -> None:
+        k = todo[j]
+        rows[k] = row(k, {**result, "run_key": keys[k]})
+        log.add(rows[k])
+
+    if todo:
+        with dask_workers(workers if len(todo) > 1 else 1, scheduler) as client:
+            # One copy of the graphs per worker, not one per task.
+            shared = graphs if client is None else client.scatter([graphs], broadcast=True)[0]
+            tasks = [(arch, size, shared, runs[k][0], runs[k][1]) for k in todo]
+            map_ordered(_fit_task, tasks, client, on_result=done)
+    return [r for r in rows if r is not None]
 
 
 def kept_sets(
@@ -97,6 +184,8 @@ def run(
     patience: int | None = None,
     num_threads: int | None = 1,
     runs: Sequence[str] | None = None,
+    workers: int | None = 1,
+    scheduler: str | None = None,
 ) -> pd.DataFrame:
     """Train ``arch`` on every kept set of (``key``, ``seed``) and score it on the test set.
 
@@ -113,6 +202,9 @@ def run(
         patience: Early-stopping patience in epochs; None = no early stopping.
         num_threads: Torch threads. Defaults to 1.
         runs: Keep columns (``method@ratio``) to train; None = every column of the prune table.
+        workers: Dask workers training runs side by side (``None``: one per
+            core). Defaults to 1 (this process). The rows do not depend on it.
+        scheduler: Address of an existing Dask scheduler. Defaults to None.
 
     Returns:
         One row per (method, ratio), also written to ``results/train/<key>/<arch>-seed-<s>.csv``.
@@ -124,11 +216,19 @@ def run(
     columns = [c for c in table.columns if "@" in c and (runs is None or c in runs)]
     n_full = len(split["train"])
     log = RunLog(paths.train_path(key, arch, seed))
+    cells, todo = [], []
     for col in columns:
         method, ratio = col.split("@")[0], float(col.split("@")[1])
         tr, va = kept_sets(table, split, method, ratio, val_protocol)
         e = budget_epochs(n_epochs, len(tr), n_full, budget)
-        cfg = train_config(e, batch_size, peak_lr, patience or e, seed, num_threads)
-        row = fit_or_reuse(log, arch, size, graphs, (tr, va, split["test"]), cfg)
-        log.add({"dataset": key, "arch": arch, "seed": int(seed), "method": method, "ratio": ratio, **row})
+        cells.append((method, ratio))
+        todo.append(
+            ((tr, va, split["test"]), train_config(e, batch_size, peak_lr, patience or e, seed, num_threads))
+        )
+
+    def row(k: int, result: dict[str, Any]) -> dict[str, Any]:
+        method, ratio = cells[k]
+        return {"dataset": key, "arch": arch, "seed": int(seed), "method": method, "ratio": ratio, **result}
+
+    log.rows = fit_all(log, arch, size, graphs, todo, row, workers, scheduler)
     return log.frame().drop(columns="run_key")  # the key stays in the CSV; the page shows the results
