@@ -73,10 +73,11 @@ STAGES: dict[str, dict[str, str]] = {
         "text": "One cell of the dataset x architecture x seed matrix. Writes "
         "`results/train/<key>/<arch>-seed-<s>.csv` (val and test MAE per method and ratio).",
         "params": 'key = "jdft2d"\narch = "cgcnn"\nseed = 0\nval_protocol = "fixed"\nsize = "cpu"\n'
-        'epochs = "tuned"\nlr = "tuned"\nbudget = "epochs"\nbatch_size = 64\npatience = None\nnum_threads = 1',
+        'epochs = "tuned"\nlr = "tuned"\nbudget = "epochs"\nbatch_size = 64\npatience = None\nnum_threads = 1\n'
+        "workers = 1\nscheduler = None",
         "show": 'result.pivot_table(index="method", columns="ratio", values="test_mae")',
         "call": "train.run(key, arch, seed, val_protocol, size, epochs, lr, budget, batch_size, patience, "
-        "num_threads)",
+        "num_threads, workers=workers, scheduler=scheduler)",
     },
     "converge": {
         "title": "does doubling the training budget move the test MAE?",

@@ -88,6 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--jobs", type=int, default=2, help="stages at a time (default 2)")
     ap.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS per stage (default 1)")
+    ap.add_argument(
+        "--dask-workers",
+        type=int,
+        default=1,
+        help="Dask workers inside each stage that takes the `dask` group (default 1: the stages "
+        "already run side by side); appended as `-p workers N`, which no output depends on",
+    )
     ap.add_argument("--logs", type=Path, default=Path("build/parallel_repro"), help="one log per stage")
     args = ap.parse_args(argv)
 
@@ -120,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(stage: tuple[str, str]) -> tuple[str, int, float]:
         name, cmd = stage
+        if "-g dask" in cmd:
+            cmd = f"{cmd} -p workers {args.dask_workers}"
         t0 = time.perf_counter()
         with (args.logs / f"{name}.log").open("w") as fh:
             rc = subprocess.run(
