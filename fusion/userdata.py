@@ -350,6 +350,7 @@ def collect_user_data(
     cutoff: float = DEFAULT_CUTOFF,
     n_jobs: int = 1,
     progress: bool = True,
+    client: Any = None,
 ) -> CrystalDataset:
     """Load a user's dataset, checking every record before deciding, and issuing no warning.
 
@@ -367,8 +368,12 @@ def collect_user_data(
             every bad record; ``"skip"``: return the good ones, the bad ones in
             ``skipped``.
         cutoff: Graph cutoff in Å for the isolated-atom check. Defaults to 8.
-        n_jobs: Worker processes for parsing and checks. Defaults to 1.
+        n_jobs: Local Dask workers for parsing and checks when no ``client`` is
+            given. Defaults to 1.
         progress: Show a progress bar. Defaults to True.
+        client: A ``distributed.Client`` from :func:`fusion.parallel.workers`
+            to check the records on (:func:`fusion.data.validate_records`).
+            Defaults to None.
 
     Returns:
         The dataset of the good records, in input order.
@@ -394,6 +399,7 @@ def collect_user_data(
             errors="skip",
             n_jobs=n_jobs,
             progress=progress,
+            client=client,
         )
     rows = [{"id": label, "reason": reason} for label, reason in user.unreadable]
     for rid, found in zip(ds.skipped["id"], ds.skipped["reason"], strict=True):
