@@ -5,9 +5,15 @@ Example::
     fusion prune --data my_cifs/ --target band_gap --ratio 0.4 --out-dir pruned/
     fusion prune --data my_cifs/ --target band_gap --ratios 0.2,0.4,0.6 --out-dir pruned/
 
-Every option is checked before any data are read; then every record is checked
-and all bad ones are reported at once; then fingerprints and the surrogate are
-computed once for all ratios (:func:`fusion.prune_api.prune` does the work).
+    fusion prune --data my_cifs/ --target band_gap --ratio 0.6 --out-dir pruned60/ --workdir work/
+    fusion prune --data my_cifs/ --target band_gap --scheduler tcp://head:8786 --out-dir pruned/
+
+Every option is checked before any data are read (the scheduler address
+included); then every record is checked and all bad ones are reported at once;
+then fingerprints and the surrogate are computed once for all ratios
+(:func:`fusion.prune_api.prune` does the work), or reused from ``--workdir``;
+the parallel parts run on one Dask client (:mod:`fusion.parallel`); the CSVs,
+``summary.json`` and ``report.html`` (:mod:`fusion.prune_report`) are written.
 Exit status: 0 on success, 2 on a bad option or bad input (message on stderr,
 no traceback), 1 on an unexpected error.
 """
@@ -15,6 +21,7 @@ no traceback), 1 on an unexpected error.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -78,8 +85,34 @@ outputs (in --out-dir):
   scores.csv              id, target, U, W, I = U / W, d_nn, u_ale, u_epi
                           for every valid record (NaN where a method has none)
   summary.json            counts, epsilon, surrogate quality, target shift,
-                          warnings, options
+                          warnings, options, reused artefacts
+  report.html             one offline page (no --no-report): U against W,
+                          sorted I with epsilon, kept/removed target
+                          histograms, a PCA map of the fingerprints, the
+                          surrogate's validation MAE beside the median
+                          predictor's; panels a method lacks are left out
   skipped.csv             bad records left out by --skip-bad (id, reason)
+
+working folder (--workdir DIR):
+  Caches the checked structures, the fingerprints, the graphs and the trained
+  surrogate (its raw u_ale, u_epi and weights), each under a key of everything
+  it depends on (input files' names, sizes and mtimes, target; --compression
+  for fingerprints; --model, --size, --epochs, --patience, --batch-size, --lr,
+  --seed, device for the surrogate). A rerun with another --ratio(s),
+  --method, --gamma, --lambda or --aleatoric-sign reuses them; a changed
+  option or input recomputes what depends on it; an interrupted run resumes
+  after its last finished artefact. Each reuse is reported on stderr.
+
+parallel parts (checking records, fingerprints, graphs):
+  Run on one Dask client for the whole run: a local cluster of --n-jobs
+  single-threaded worker processes (steps on fewer than 200 records stay in
+  this process), or an existing cluster given by --scheduler or the
+  DASK_SCHEDULER_ADDRESS environment variable, e.g.
+    dask scheduler --port 8786                       # on the head node
+    dask worker tcp://HEAD:8786 --nworkers 16 --nthreads 1   # on each node
+    fusion prune ... --scheduler tcp://HEAD:8786
+  (workers need this package at the same version). The kept ids do not
+  depend on the number of workers.
 
 exit status:
   0 success; 2 bad option or bad input (one message on stderr, every bad
@@ -218,9 +251,25 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--n-jobs",
         type=int,
-        default=1,
-        help="worker processes for loading, fingerprints and graphs (-1: all cores)",
+        default=-1,
+        help="local worker processes for checking records, fingerprints and graphs (-1: all cores; "
+        "ignored with --scheduler)",
     )
+    run.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="address of an existing Dask scheduler, e.g. tcp://10.0.0.1:8786 "
+        "(default: $DASK_SCHEDULER_ADDRESS when set, else a local cluster)",
+    )
+    run.add_argument(
+        "--workdir",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="working folder caching structures, fingerprints, graphs and surrogate across runs (see below)",
+    )
+    run.add_argument("--no-report", action="store_true", help="do not write report.html")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -255,6 +304,11 @@ def _print_result(result: Any, written: dict[str, Path]) -> None:
             f"    kept -> {written[Path(names[r][0]).stem]}\n    removed -> {written[Path(names[r][1]).stem]}"
         )
     out.append(f"  scores -> {written['scores']}\n  summary -> {written['summary']}")
+    if "report" in written:
+        out.append(f"  report -> {written['report']}")
+    if result.artefacts:
+        states = ", ".join(f"{kind} {a['status']}" for kind, a in result.artefacts.items())
+        out.append(f"  workdir {result.options.get('workdir')}: {states}")
     if len(result.skipped):
         out.append(f"  skipped {len(result.skipped)} bad record(s) -> {written['skipped']}:")
         shown = result.skipped.head(20)
@@ -304,10 +358,12 @@ def prune(args: argparse.Namespace) -> dict[str, Any]:
         compression=args.compression,
         seed=args.seed,
         n_jobs=args.n_jobs,
+        scheduler=args.scheduler,
+        workdir=args.workdir,
         skip_bad=args.skip_bad,
         progress=not args.quiet,
     )
-    written = result.write(args.out_dir)
+    written = result.write(args.out_dir, report=not args.no_report)
     _print_result(result, written)
     return result.summary(args.out_dir)
 
@@ -328,6 +384,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"fusion prune: error: {message}", file=sys.stderr)
             return EXIT_BAD_INPUT
     args = _build_parser().parse_args(argv)
+    # The working folder's "reused ..." lines, on stderr as they happen.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"fusion {args.command}: %(message)s"))
+    logger = logging.getLogger("fusion.prune")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
     try:
         if args.command == "prune":
             prune(args)
@@ -339,6 +402,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = "\n  (--skip-bad leaves them out)" if isinstance(exc, BadRecordsError) else ""
         print(f"fusion {args.command}: error: {exc}{hint}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
     return EXIT_OK
 
 

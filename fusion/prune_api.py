@@ -10,35 +10,68 @@ Example::
     result.removed_ids(0.4)       # the removed ids, first removed first
     result.surrogate              # validation MAE against the median predictor's, epochs, device
     result.warnings               # what deserves a look before trusting the selection
-    result.write("pruned/")       # kept.csv, removed.csv, scores.csv, summary.json (+ skipped.csv)
+    result.write("pruned/")       # kept.csv, removed.csv, scores.csv, summary.json, report.html
+                                  # (+ skipped.csv)
+
+    # a working folder: a second run (another ratio, method, gamma or lambda) reuses
+    # the structures, fingerprints, graphs and surrogate of the first
+    prune("my_cifs/", "band_gap", ratios=0.6, workdir="work/")
 
 Steps, each done once for all ratios: load and check every record
 (:func:`fusion.userdata.collect_user_data`), SOAP fingerprints and nearest-neighbour
 distances (methods that use them), graphs and an evidential surrogate (methods
-that use ``U``), then one selection per ratio.
+that use ``U``), then one selection per ratio. With ``workdir``, the four
+artefacts are cached there under keys of what they depend on
+(:mod:`fusion.prune_cache`).
+
+Parallel parts (checking records, fingerprints, graphs) run on ONE Dask client
+per run (:func:`fusion.parallel.workers`): a local cluster of ``n_jobs``
+single-threaded workers, opened only when a step has at least
+:data:`MIN_PARALLEL` records, or an existing cluster at ``scheduler`` (or
+``DASK_SCHEDULER_ADDRESS``), connected to at the start. Results are gathered in
+input order: the kept ids never depend on the number of workers. A step whose
+function does not take a ``client`` yet runs with its own ``n_jobs`` workers.
 
 This module holds that computation (:func:`prune`, the surrogate's hold-out
 :func:`surrogate_split`); the options and their checks are in
 :mod:`fusion.prune_options`, the result, its files and its warnings in
-:mod:`fusion.prune_result`.
+:mod:`fusion.prune_result`, the working folder in :mod:`fusion.prune_cache` and
+``report.html`` in :mod:`fusion.prune_report`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import math
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from fusion.data import CrystalDataset, DataError
-from fusion.prune_options import NEEDS_U, NEEDS_X, OptionError, check_options, resolve_device
+from fusion.prune_cache import WorkDir
+from fusion.prune_options import (
+    NEEDS_U,
+    NEEDS_X,
+    OptionError,
+    check_options,
+    check_scheduler,
+    resolve_device,
+)
 from fusion.prune_result import PruneResult, ratio_shift, shift_warning, spread_warnings
+
+T = TypeVar("T")
 
 #: Held-out fraction of the pool for the surrogate's early stopping.
 VAL_FRACTION = 0.1
+#: Steps on fewer records run in this process: starting local workers would cost
+#: more than it saves (an external ``scheduler`` is used whatever the size).
+MIN_PARALLEL = 200
 
 
 def surrogate_split(n: int, seed: int, val_fraction: float = VAL_FRACTION) -> tuple[np.ndarray, np.ndarray]:
@@ -60,6 +93,89 @@ def surrogate_split(n: int, seed: int, val_fraction: float = VAL_FRACTION) -> tu
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
+class _Workers:
+    """The run's one Dask client: opened on first need, closed when the run ends.
+
+    Args:
+        n: Local worker processes (resolved from ``n_jobs``).
+        address: An external scheduler's address, or None for a local cluster.
+        stack: The run's exit stack, which closes the client.
+    """
+
+    def __init__(self, n: int, address: str | None, stack: contextlib.ExitStack) -> None:
+        self.n = n
+        self.address = address
+        self._stack = stack
+        self._client: Any = None
+        self.opened = False
+
+    def open(self) -> Any:
+        """The client, opened (or connected) the first time."""
+        if not self.opened:
+            from fusion.parallel import workers
+
+            try:
+                self._client = self._stack.enter_context(workers(self.n, self.address))
+            except (OSError, TimeoutError) as exc:
+                raise OptionError(f"--scheduler {self.address}: cannot connect ({exc})") from exc
+            self.opened = True
+        return self._client
+
+    def client(self, n_items: int) -> Any:
+        """The client for a step over ``n_items`` records, or None to run it in this process."""
+        if self.address is None and (self.n == 1 or n_items < MIN_PARALLEL):
+            return None
+        return self.open()
+
+    def n_jobs(self, n_items: int) -> int:
+        """Worker processes for a step that takes no client (1 below :data:`MIN_PARALLEL`)."""
+        return self.n if n_items >= MIN_PARALLEL else 1
+
+    def call(self, fn: Callable[..., T], *args: Any, n_items: int, chunk: bool = False, **kwargs: Any) -> T:
+        """Call a parallel step with this run's client when it takes one, else with ``n_jobs``.
+
+        Args:
+            fn: The step (looked up at call time, so tests can count its calls).
+            *args: Its positional arguments.
+            n_items: Records it processes (decides whether workers are worth it).
+            chunk: Pass a ``chunk_size`` that gives every worker a few chunks.
+            **kwargs: Its other keyword arguments.
+
+        Returns:
+            What ``fn`` returns.
+        """
+        try:
+            params = inspect.signature(fn).parameters
+        except (TypeError, ValueError):  # pragma: no cover - builtins
+            params = {}  # type: ignore[assignment]
+        jobs = [name for name in ("n_jobs", "n_workers") if name in params]
+        if "client" in params:
+            client = self.client(n_items)
+            kwargs["client"] = client
+            # Without the run's client the step runs in this process: it never starts a cluster of its own.
+            kwargs.update(dict.fromkeys(jobs, 1))
+            if chunk and client is not None and n_items and "chunk_size" in params:
+                n_workers = self.n if self.address is None else len(client.scheduler_info()["workers"])
+                kwargs["chunk_size"] = max(1, min(64, math.ceil(n_items / (4 * max(1, n_workers)))))
+        else:
+            kwargs.update(dict.fromkeys(jobs, self.n_jobs(n_items)))
+        return fn(*args, **kwargs)
+
+
+def _cached(
+    workdir: WorkDir | None,
+    kind: str,
+    parts: Callable[[], dict[str, Any]],
+    compute: Callable[[], T],
+    save: Callable[[T, Path], None],
+    load: Callable[[Path], T],
+) -> T:
+    """``compute()``, through the working folder when there is one (``parts`` only evaluated then)."""
+    if workdir is None:
+        return compute()
+    return workdir.fetch(kind, parts(), compute, save, load)
+
+
 def prune(
     data: str | Path | CrystalDataset,
     target: str | None = None,
@@ -78,14 +194,16 @@ def prune(
     gamma: float = 0.1,
     compression: str | None = None,
     seed: int = 0,
-    n_jobs: int = 1,
+    n_jobs: int = -1,
+    scheduler: str | None = None,
+    workdir: str | Path | None = None,
     skip_bad: bool = False,
     progress: bool = False,
 ) -> PruneResult:
     """Prune a crystal dataset at one or several ratios.
 
     Fingerprints, nearest-neighbour distances and the surrogate are computed
-    once and shared by every ratio.
+    once and shared by every ratio; with ``workdir``, also by later runs.
 
     Args:
         data: A folder of ``<id>.cif`` files with ``id_prop.csv``, an
@@ -118,8 +236,18 @@ def prune(
             Defaults to ``fusion.fingerprints.DEFAULT_COMPRESSION``.
         seed: Seed of the surrogate and of the random, diversity and active
             choices. Defaults to 0.
-        n_jobs: Worker processes for loading, fingerprints and graphs (-1: every
-            core). Defaults to 1.
+        n_jobs: Local single-threaded Dask workers for checking records,
+            fingerprints and graphs (-1: one per core); steps on fewer than
+            :data:`MIN_PARALLEL` records run in this process. Ignored with a
+            scheduler. The result does not depend on it. Defaults to -1.
+        scheduler: Address of an existing Dask scheduler (e.g.
+            ``"tcp://10.0.0.1:8786"``) to run the parallel parts on. Defaults
+            to None: Dask's ``DASK_SCHEDULER_ADDRESS`` when set, else a local
+            cluster.
+        workdir: Working folder caching the checked structures, graphs,
+            fingerprints and trained surrogate (:mod:`fusion.prune_cache`), so
+            that another run on the same data reuses them and an interrupted
+            run resumes. Defaults to None (nothing cached).
         skip_bad: Leave bad records out (listed in ``skipped``) instead of
             raising. Defaults to False.
         progress: Show progress bars. Defaults to False.
@@ -128,13 +256,13 @@ def prune(
         The :class:`fusion.prune_result.PruneResult`.
 
     Raises:
-        fusion.prune_options.OptionError: A bad option (checked before any data are read).
+        fusion.prune_options.OptionError: A bad option (checked before any data
+            are read), or a scheduler that cannot be reached.
         fusion.userdata.BadRecordsError: Without ``skip_bad``, listing every bad record.
         fusion.data.DataError: Unreadable input, or fewer than 2 valid records.
     """
-    import time
-
     from fusion.fingerprints import COMPRESSIONS, DEFAULT_COMPRESSION
+    from fusion.parallel import resolve_workers, scheduler_address
 
     t0 = time.perf_counter()
     ratio_list = [float(r) for r in ([ratios] if isinstance(ratios, int | float) else ratios)]
@@ -152,66 +280,61 @@ def prune(
         n_jobs=n_jobs,
         device=device,
         aleatoric_sign=aleatoric_sign,
+        workdir=workdir,
     )
     if compression not in COMPRESSIONS:
         raise OptionError(
             f"--compression: unknown mode {compression!r}; choose one of {', '.join(COMPRESSIONS)}"
         )
-    jobs = (os.cpu_count() or 1) if n_jobs == -1 else n_jobs
+    address = scheduler_address(scheduler)
+    check_scheduler(address, "--scheduler" if scheduler else "DASK_SCHEDULER_ADDRESS")
+    if not isinstance(data, CrystalDataset) and target is None:
+        raise OptionError("--target is required")
+    wd = None if workdir is None else WorkDir(Path(workdir))
 
-    if isinstance(data, CrystalDataset):
-        ds = data
+    with contextlib.ExitStack() as stack:
+        pool = _Workers(resolve_workers(n_jobs), address, stack)
+        if address is not None:
+            pool.open()  # an unreachable scheduler fails before any work
+        ds, source = _load(data, target, pool, wd, skip_bad=skip_bad, progress=progress)
         target = ds.target if target is None else target
-        source = ds.name
-    else:
-        if target is None:
-            raise OptionError("--target is required")
-        from fusion.userdata import collect_user_data
+        n = len(ds)
+        if n < 2:
+            raise DataError(f"{source}: need at least 2 valid records, got {n}")
+        y = np.asarray(ds.targets, dtype=np.float64)
+        digest = _Digest(ds)
 
-        source = str(data)
-        ds = collect_user_data(
-            data, target, errors="skip" if skip_bad else "raise", n_jobs=jobs, progress=progress
-        )
-    n = len(ds)
-    if n < 2:
-        raise DataError(f"{source}: need at least 2 valid records, got {n}")
-    y = np.asarray(ds.targets, dtype=np.float64)
+        nan = np.full(n, np.nan)
+        X, d_nn, W = None, nan.copy(), nan.copy()
+        if method in NEEDS_X:
+            from fusion.selection import nearest_neighbor_distance, redundancy_weight
 
-    nan = np.full(n, np.nan)
-    X, d_nn, W = None, nan.copy(), nan.copy()
-    if method in NEEDS_X:
-        from fusion import fingerprints
-        from fusion.selection import nearest_neighbor_distance, redundancy_weight
+            X = _fingerprints(ds, compression, pool, wd, digest, progress)
+            d_nn = nearest_neighbor_distance(X)
+            W = redundancy_weight(d_nn, gamma)
 
-        X = fingerprints.soap_fingerprints(
-            ds.structures,
-            fingerprints.dataset_species(ds.structures),
-            compression,
-            n_jobs=jobs,
-            progress=progress,
-        )
-        d_nn = nearest_neighbor_distance(X)
-        W = redundancy_weight(d_nn, gamma)
-
-    U, u_ale, u_epi = nan.copy(), nan.copy(), nan.copy()
-    surrogate = None
-    if method in NEEDS_U:
-        U, u_ale, u_epi, surrogate = _surrogate_scores(
-            ds,
-            y,
-            model=model,
-            size=size,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            patience=patience,
-            device=device,
-            lam=lam,
-            aleatoric_sign=aleatoric_sign,
-            seed=seed,
-            n_jobs=jobs,
-            progress=progress,
-        )
+        U, u_ale, u_epi = nan.copy(), nan.copy(), nan.copy()
+        surrogate = None
+        if method in NEEDS_U:
+            U, u_ale, u_epi, surrogate = _surrogate_scores(
+                ds,
+                y,
+                model=model,
+                size=size,
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                patience=patience,
+                device=device,
+                lam=lam,
+                aleatoric_sign=aleatoric_sign,
+                seed=seed,
+                pool=pool,
+                workdir=wd,
+                digest=digest,
+                progress=progress,
+            )
+        workers_used = None if not pool.opened else ("scheduler" if address else pool.n)
 
     from fusion.selection import importance, select
 
@@ -264,6 +387,10 @@ def prune(
         "compression": compression if method in NEEDS_X else None,
         "seed": seed,
         "skip_bad": skip_bad,
+        "n_jobs": n_jobs,
+        "workers": workers_used,
+        "scheduler": address,
+        "workdir": None if workdir is None else str(workdir),
     }
     return PruneResult(
         data=source,
@@ -278,6 +405,166 @@ def prune(
         warnings=warns,
         options=options,
         seconds=time.perf_counter() - t0,
+        artefacts={} if wd is None else dict(wd.record),
+        fingerprints=X,
+    )
+
+
+class _Digest:
+    """Content digests of a dataset, computed on first use (keys of the working folder's artefacts)."""
+
+    def __init__(self, ds: CrystalDataset) -> None:
+        self.ds = ds
+        self._structures: str | None = None
+
+    @property
+    def structures(self) -> str:
+        """:func:`fusion.prune_cache.structures_digest` of the dataset."""
+        if self._structures is None:
+            from fusion.prune_cache import structures_digest
+
+            self._structures = structures_digest(self.ds.ids, self.ds.structures)
+        return self._structures
+
+    @property
+    def targets(self) -> str:
+        """:func:`fusion.prune_cache.targets_digest` of the dataset."""
+        from fusion.prune_cache import targets_digest
+
+        return targets_digest(np.asarray(self.ds.targets, dtype=np.float64))
+
+
+def _load(
+    data: str | Path | CrystalDataset,
+    target: str | None,
+    pool: _Workers,
+    workdir: WorkDir | None,
+    *,
+    skip_bad: bool,
+    progress: bool,
+) -> tuple[CrystalDataset, str]:
+    """The checked dataset and a name for it; bad records raise unless ``skip_bad``.
+
+    Every record is checked once, bad ones kept in ``skipped``, and that is what
+    the working folder holds, so that a run with ``skip_bad`` after one without
+    reuses it.
+    """
+    if isinstance(data, CrystalDataset):
+        return data, data.name
+    from fusion import prune_cache, userdata
+    from fusion.data import DEFAULT_CUTOFF
+
+    def collect() -> CrystalDataset:
+        return pool.call(
+            userdata.collect_user_data,
+            data,
+            target,
+            n_items=_estimated_records(Path(data)),
+            errors="skip",
+            progress=progress,
+        )
+
+    ds = _cached(
+        workdir,
+        "structures",
+        lambda: {"input": prune_cache.input_signature(data), "target": target, "cutoff": DEFAULT_CUTOFF},
+        collect,
+        prune_cache.save_pickle,
+        prune_cache.load_pickle,
+    )
+    if len(ds.skipped) and not skip_bad:
+        raise userdata.BadRecordsError(str(data), ds.skipped, len(ds) + len(ds.skipped))
+    return ds, str(data)
+
+
+def _estimated_records(path: Path) -> int:
+    """About how many records an input holds, before reading it (decides whether to start workers).
+
+    A CIF folder: its ``.cif`` files; a file: one record per kB (a small
+    crystal's CIF, JSON or extended-XYZ text), five per kB when gzipped.
+    """
+    if path.is_dir():
+        with os.scandir(path) as entries:
+            return sum(1 for e in entries if e.name.lower().endswith(".cif"))
+    if path.is_file():
+        per_kb = 5 if path.name.lower().endswith(".gz") else 1
+        return per_kb * path.stat().st_size // 1000
+    return 0
+
+
+def _fingerprints(
+    ds: CrystalDataset,
+    compression: str,
+    pool: _Workers,
+    workdir: WorkDir | None,
+    digest: _Digest,
+    progress: bool,
+) -> np.ndarray:
+    """SOAP fingerprints of the dataset, through the working folder."""
+    from fusion import fingerprints, prune_cache
+
+    def compute() -> np.ndarray:
+        return pool.call(
+            fingerprints.soap_fingerprints,
+            ds.structures,
+            fingerprints.dataset_species(ds.structures),
+            compression,
+            n_items=len(ds),
+            chunk=True,
+            progress=progress,
+        )
+
+    return _cached(
+        workdir,
+        "fingerprints",
+        lambda: {"structures": digest.structures, "n": len(ds), "compression": compression},
+        compute,
+        prune_cache.save_array,
+        prune_cache.load_array,
+    )
+
+
+def _graph_parts(digest: _Digest) -> dict[str, Any]:
+    from fusion.graphs import DEFAULT_CUTOFF, DEFAULT_MAX_NEIGHBORS
+
+    return {
+        "structures": digest.structures,
+        "targets": digest.targets,
+        "n": len(digest.ds),
+        "cutoff": DEFAULT_CUTOFF,
+        "max_neighbors": DEFAULT_MAX_NEIGHBORS,
+    }
+
+
+def _graphs(
+    ds: CrystalDataset, pool: _Workers, workdir: WorkDir | None, digest: _Digest, progress: bool
+) -> list[Any]:
+    """Graphs of the dataset (targets in ``y``), through the working folder."""
+    from fusion import featurize, graphs, prune_cache
+
+    meta = {"cutoff": graphs.DEFAULT_CUTOFF, "max_neighbors": graphs.DEFAULT_MAX_NEIGHBORS}
+
+    def compute() -> list[Any]:
+        return pool.call(
+            featurize.graphs,
+            ds.structures,
+            ds.targets,
+            ds.ids,
+            meta["cutoff"],
+            meta["max_neighbors"],
+            kind="structure",
+            n_items=len(ds),
+            chunk=True,
+            progress=progress,
+        )
+
+    return _cached(
+        workdir,
+        "graphs",
+        lambda: _graph_parts(digest),
+        compute,
+        lambda g, path: prune_cache.save_graph_list(g, path, meta),
+        lambda path: prune_cache.load_graph_list(path, meta),
     )
 
 
@@ -295,44 +582,97 @@ def _surrogate_scores(
     lam: float,
     aleatoric_sign: int,
     seed: int,
-    n_jobs: int,
+    pool: _Workers,
+    workdir: WorkDir | None,
+    digest: _Digest,
     progress: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-    """Train the evidential surrogate once and score the pool: ``(U, u_ale, u_epi, quality)``."""
-    from fusion import uncertainty
-    from fusion.graphs import build_graphs
+    """Train the evidential surrogate once and score the pool: ``(U, u_ale, u_epi, quality)``.
+
+    The working folder holds the raw uncertainties ``u_ale`` and ``u_epi``
+    (independent of Lambda and s), the trainer's numbers and the weights; the
+    graphs are only built (or loaded) when the surrogate has to be trained.
+    """
+    from fusion import prune_cache, uncertainty
     from fusion.stats import median_predictor_mae
     from fusion.train import TrainConfig
 
-    graphs = build_graphs(ds.structures, ds.targets, n_jobs=n_jobs, progress=progress, ids=ds.ids)
     dev = resolve_device(device)
-    config = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        patience=patience,
-        seed=seed,
-        device=dev,
-        progress=progress,
+    fresh: dict[str, np.ndarray] = {}
+
+    def train() -> dict[str, Any]:
+        graphs = _graphs(ds, pool, workdir, digest, progress)
+        config = TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            patience=patience,
+            seed=seed,
+            device=dev,
+            progress=progress,
+        )
+        net, result = uncertainty.train_surrogate(
+            graphs, model, size, config=config, val_fraction=VAL_FRACTION, seed=seed
+        )
+        u_ale, u_epi, U = uncertainty.score_pool(net, result, graphs, lam, aleatoric_sign)
+        fresh["U"] = np.asarray(U)
+        state = net.state_dict() if hasattr(net, "state_dict") else None
+        return {
+            "u_ale": np.asarray(u_ale, dtype=np.float64),
+            "u_epi": np.asarray(u_epi, dtype=np.float64),
+            "train": {
+                "val_mae": float(result.val_mae),
+                "epochs_run": int(result.epochs_run),
+                "best_epoch": int(result.best_epoch),
+                "seconds": float(result.seconds),
+                "target_mean": float(getattr(result, "target_mean", 0.0)),
+                "target_std": float(getattr(result, "target_std", 1.0)),
+            },
+            "state_dict": None if state is None else {k: v.detach().cpu() for k, v in state.items()},
+        }
+
+    art = _cached(
+        workdir,
+        "surrogate",
+        lambda: {
+            "graphs": prune_cache.cache_key("graphs", _graph_parts(digest)),
+            "model": model,
+            "size": size,
+            "epochs": epochs,
+            "patience": patience,
+            "batch_size": batch_size,
+            "lr": lr,
+            "seed": seed,
+            "val_fraction": VAL_FRACTION,
+            "device": dev,
+        },
+        train,
+        prune_cache.save_surrogate,
+        prune_cache.load_surrogate,
     )
-    net, result = uncertainty.train_surrogate(
-        graphs, model, size, config=config, val_fraction=VAL_FRACTION, seed=seed
-    )
-    u_ale, u_epi, U = uncertainty.score_pool(net, result, graphs, lam, aleatoric_sign)
-    tr, val = surrogate_split(len(graphs), seed, VAL_FRACTION)
+    u_ale, u_epi = art["u_ale"], art["u_epi"]
+    reused = "U" not in fresh
+    if reused and workdir is not None:
+        workdir.record.setdefault(
+            "graphs", {"status": "not needed (surrogate reused)", "path": None, "key": None}
+        )
+    U = uncertainty.uncertainty_score(u_ale, u_epi, lam, aleatoric_sign) if reused else fresh["U"]
+    t = art["train"]
+    tr, val = surrogate_split(len(ds), seed, VAL_FRACTION)
     quality = {
         "model": model,
         "size": size,
-        "val_mae": float(result.val_mae),
+        "val_mae": float(t["val_mae"]),
         "median_val_mae": median_predictor_mae(y[tr], y[val]),
         "n_train": len(tr),
         "n_val": len(val),
-        "epochs_run": int(result.epochs_run),
+        "epochs_run": int(t["epochs_run"]),
         "max_epochs": epochs,
-        "best_epoch": int(result.best_epoch),
-        "stopped_early": int(result.epochs_run) < epochs,
+        "best_epoch": int(t["best_epoch"]),
+        "stopped_early": int(t["epochs_run"]) < epochs,
         "patience": patience,
         "device": dev,
-        "seconds": round(float(result.seconds), 2),
+        "seconds": round(float(t["seconds"]), 2),
+        "reused": reused,
     }
     return np.asarray(U), np.asarray(u_ale), np.asarray(u_epi), quality

@@ -9,7 +9,9 @@ bad option with :class:`OptionError` before any data are read. Light to import:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -30,6 +32,13 @@ METHOD_HELP = {
     "diversity": "all but the k-center-greedy (farthest-point) centres in SOAP space (no surrogate)",
     "active": "all that an ensemble-disagreement active learner never acquired (no surrogate)",
 }
+#: A Dask scheduler address: ``tcp://host:port`` (also tls, ucx, ws, wss; the
+#: port may be left out with a scheme), ``host:port``, or ``inproc://...``.
+_ADDRESS = re.compile(
+    r"^(?:(?:tcp|tls|ucx|ws|wss)://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(?P<port>\d{1,5}))?/?"
+    r"|(?P<host2>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(?P<port2>\d{1,5})"
+    r"|inproc://\S+)$"
+)
 
 
 class OptionError(ValueError):
@@ -50,8 +59,12 @@ def check_options(
     n_jobs: int,
     device: str,
     aleatoric_sign: int,
+    workdir: str | Path | None = None,
 ) -> None:
     """Check every option before any data are read.
+
+    The scheduler address is checked apart, by :func:`check_scheduler`, once
+    the environment has been consulted.
 
     Raises:
         OptionError: Naming the first bad option, its value and what is allowed.
@@ -78,12 +91,37 @@ def check_options(
         raise OptionError(f"--n-jobs must be a positive integer (or -1 for every core), got {n_jobs}")
     if aleatoric_sign not in (-1, 1):
         raise OptionError(f"--aleatoric-sign must be -1 or 1, got {aleatoric_sign}")
+    if workdir is not None and Path(workdir).exists() and not Path(workdir).is_dir():
+        raise OptionError(f"--workdir: {workdir} exists and is not a folder")
     if method in NEEDS_U:
         from fusion.models import available
 
         if model not in available():
             raise OptionError(f"--model: unknown model {model!r}; choose one of {', '.join(available())}")
         resolve_device(device)
+
+
+def check_scheduler(address: str | None, source: str = "--scheduler") -> None:
+    """Check that a Dask scheduler address looks like one, before any work.
+
+    Args:
+        address: The address, e.g. ``tcp://10.0.0.1:8786`` or ``10.0.0.1:8786``;
+            None (no scheduler: a local cluster) passes.
+        source: Where it came from, for the message (``--scheduler`` or
+            ``DASK_SCHEDULER_ADDRESS``). Defaults to ``"--scheduler"``.
+
+    Raises:
+        OptionError: If it does not look like an address, or its port is above 65535.
+    """
+    if address is None:
+        return
+    m = _ADDRESS.match(address)
+    port = None if m is None else (m.group("port") or m.group("port2"))
+    if m is None or (port is not None and not 0 < int(port) < 65536):
+        raise OptionError(
+            f"{source}: {address!r} does not look like a Dask scheduler address "
+            "(expected e.g. tcp://10.0.0.1:8786 or 10.0.0.1:8786)"
+        )
 
 
 def resolve_device(device: str) -> str:

@@ -2,7 +2,8 @@
 
 :class:`PruneResult` holds the scores of every record and one selection per
 ratio; :meth:`PruneResult.write` writes the kept and removed CSVs, ``scores.csv``,
-``summary.json`` and ``skipped.csv``. The warnings that :func:`fusion.prune_api.prune`
+``summary.json``, ``skipped.csv`` and the visual ``report.html``
+(:mod:`fusion.prune_report`). The warnings that :func:`fusion.prune_api.prune`
 attaches to it come from here too: a score that barely varies
 (:func:`spread_warnings`) and a kept set whose targets shift
 (:func:`ratio_shift`, :func:`shift_warning`), with their thresholds.
@@ -66,6 +67,13 @@ class PruneResult:
             better than the median, target shift).
         options: The options used.
         seconds: Wall time of :func:`fusion.prune_api.prune`.
+        artefacts: With a working folder, what happened to each artefact
+            (``structures``, ``fingerprints``, ``graphs``, ``surrogate``):
+            ``status`` (``"reused"``, ``"computed"``, ...), ``path``, ``key``
+            (:class:`fusion.prune_cache.WorkDir`); empty without one.
+        fingerprints: The SOAP fingerprints ``[n, n_features]`` in the order of
+            :attr:`ids` (for the report's fingerprint map), or None when the
+            method uses none.
     """
 
     data: str
@@ -80,6 +88,8 @@ class PruneResult:
     warnings: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    artefacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fingerprints: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def ratios(self) -> list[float]:
@@ -137,22 +147,27 @@ class PruneResult:
             "d_nn_median": None if np.isnan(d_nn).all() else float(np.nanmedian(d_nn)),
             "warnings": list(self.warnings),
             "options": self.options,
+            "artefacts": self.artefacts,
             "seconds": round(self.seconds, 2),
         }
 
-    def write(self, out_dir: str | Path) -> dict[str, Path]:
+    def write(self, out_dir: str | Path, *, report: bool = True) -> dict[str, Path]:
         """Write the outputs into ``out_dir`` (created if needed).
 
         Files: per ratio the kept and removed CSVs (see :meth:`output_names`;
         columns ``id`` then those of :attr:`scores`), ``scores.csv`` (every
-        valid record), ``summary.json`` (:meth:`summary`) and, when records were
-        skipped, ``skipped.csv`` (``id``, ``reason``).
+        valid record), ``summary.json`` (:meth:`summary`), when records were
+        skipped ``skipped.csv`` (``id``, ``reason``), and ``report.html``
+        (:func:`fusion.prune_report.write_report`: figures and tables in one
+        offline file).
 
         Args:
             out_dir: Output folder.
+            report: Write ``report.html``. Defaults to True.
 
         Returns:
-            The paths written, by name (``kept_0.4`` style keys for several ratios).
+            The paths written, by name (``kept_0.4`` style keys for several
+            ratios; ``report`` for the report).
         """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -170,6 +185,10 @@ class PruneResult:
             self.skipped.to_csv(written["skipped"], index=False)
         written["summary"] = out / "summary.json"
         written["summary"].write_text(json.dumps(self.summary(out), indent=2) + "\n")
+        if report:
+            from fusion.prune_report import write_report
+
+            written["report"] = write_report(self, out / "report.html")
         return written
 
 

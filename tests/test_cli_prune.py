@@ -193,7 +193,13 @@ def test_output_names(cifs, tmp_path, capsys):
     out = tmp_path / "o"
     code, stdout, _ = run(base(cifs, out, "--method", "weight", "--ratio", "0.25"), capsys)
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["kept.csv", "removed.csv", "scores.csv", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "kept.csv",
+        "removed.csv",
+        "report.html",
+        "scores.csv",
+        "summary.json",
+    ]
     kept = pd.read_csv(out / "kept.csv", dtype={"id": str})
     removed = pd.read_csv(out / "removed.csv", dtype={"id": str})
     scores = pd.read_csv(out / "scores.csv", dtype={"id": str})

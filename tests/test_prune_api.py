@@ -72,6 +72,7 @@ def test_prune_result_per_ratio(fake_surrogate, tmp_path):
         "removed_0.5.csv",
         "scores.csv",
         "summary.json",
+        "report.html",
     }
 
 

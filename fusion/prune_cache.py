@@ -1,0 +1,284 @@
+"""A prune's working folder (``fusion prune --workdir DIR``): its four artefacts, reused across runs.
+
+:func:`fusion.prune_api.prune` computes four artefacts, each once for all
+ratios: the checked ``structures`` (the loaded dataset, with its skipped
+records), the ``graphs``, the SOAP ``fingerprints`` and the trained
+``surrogate`` (its raw per-record uncertainties ``u_ale`` and ``u_epi``, its
+quality, and its weights). With a working folder, each is saved there as soon as
+it exists and looked up before it is computed, so that
+
+* a second run on the same data with another ``--ratio``, ``--method``,
+  ``--gamma``, ``--lambda`` or ``--aleatoric-sign`` reuses them (these act after
+  the artefacts: ``U = sigmoid(Lambda u_epi + s u_ale)`` is recomputed from the
+  cached raw uncertainties), and
+* an interrupted run resumes after its last finished artefact.
+
+Each artefact's file name holds a key: the SHA-256 of everything it depends on
+(:func:`cache_key`), so a changed input or option computes a new artefact
+rather than reusing a wrong one:
+
+============  ==============================================================
+artefact      key
+============  ==============================================================
+structures    the input (resolved path; name, size and mtime of every file
+              of a CIF folder, or of the one file), target, graph cutoff
+graphs        the structures' content (:func:`structures_digest`), targets
+              (:func:`targets_digest`), cutoff, neighbours per atom
+fingerprints  the structures' content, compression
+surrogate     the graphs' key, model, size, epochs, patience, batch size,
+              learning rate, seed, validation fraction, device
+============  ==============================================================
+
+Every key also holds :data:`CACHE_VERSION` and the package version. Files are
+written to a temporary name and renamed (``os.replace``), so an interrupted run
+never leaves a truncated artefact; an unreadable one is recomputed. Beside each
+artefact, ``<name>.json`` lists what its key was made of. Structures are stored
+with :mod:`pickle`: use a working folder that only you write to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pickle
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from fusion import __version__
+
+T = TypeVar("T")
+
+#: Bump when an artefact's format or meaning changes: every old key then misses.
+CACHE_VERSION = 1
+#: The artefacts, in the order a run computes them.
+ARTEFACTS = ("structures", "fingerprints", "graphs", "surrogate")
+#: File suffix of each artefact.
+SUFFIX = {"structures": ".pkl", "graphs": ".pt", "fingerprints": ".npz", "surrogate": ".pt"}
+
+log = logging.getLogger("fusion.prune")
+
+
+def input_signature(path: str | Path) -> dict[str, Any]:
+    """What identifies an input on disk without reading it: resolved path, names, sizes, mtimes.
+
+    Args:
+        path: A CIF folder (every regular file in it counts, ``id_prop.csv``
+            included) or a single file.
+
+    Returns:
+        ``{"path", "n_files", "files"}``: ``files`` is the SHA-256 of the sorted
+        ``(name, size, mtime_ns)`` rows. A missing path gives ``n_files = 0``.
+    """
+    p = Path(path).resolve()
+    rows: list[tuple[str, int, int]] = []
+    if p.is_dir():
+        with os.scandir(p) as entries:
+            for e in entries:
+                if e.is_file():
+                    st = e.stat()
+                    rows.append((e.name, st.st_size, st.st_mtime_ns))
+    elif p.is_file():
+        st = p.stat()
+        rows.append((p.name, st.st_size, st.st_mtime_ns))
+    rows.sort()
+    return {"path": str(p), "n_files": len(rows), "files": _sha(json.dumps(rows))}
+
+
+def structures_digest(ids: Sequence[str], structures: Sequence[Any]) -> str:
+    """SHA-256 of the records' ids, lattices, atomic numbers and fractional coordinates.
+
+    Everything the graphs and the fingerprints are computed from, read from the
+    parsed structures (so the same crystals read from a touched file give the
+    same digest).
+
+    Args:
+        ids: Record ids.
+        structures: Their pymatgen structures.
+
+    Returns:
+        The hex digest.
+    """
+    h = hashlib.sha256()
+    for rid, s in zip(ids, structures, strict=True):
+        h.update(str(rid).encode())
+        h.update(b"\0")
+        h.update(np.ascontiguousarray(s.lattice.matrix, dtype=np.float64).tobytes())
+        h.update(np.asarray(s.atomic_numbers, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(s.frac_coords, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+def targets_digest(y: np.ndarray) -> str:
+    """SHA-256 of the targets' float64 bits."""
+    return hashlib.sha256(np.ascontiguousarray(y, dtype=np.float64).tobytes()).hexdigest()
+
+
+def cache_key(kind: str, parts: dict[str, Any]) -> str:
+    """The key of an artefact: SHA-256 of its kind, :data:`CACHE_VERSION`, the package version and ``parts``.
+
+    Args:
+        kind: One of :data:`ARTEFACTS`.
+        parts: Everything the artefact depends on (JSON-ready values).
+
+    Returns:
+        The hex digest.
+    """
+    payload = {"kind": kind, "cache_version": CACHE_VERSION, "fusion": __version__, **parts}
+    return _sha(json.dumps(payload, sort_keys=True, default=str))
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    """Write ``path`` through ``write(tmp)`` on a temporary name in the same folder, then rename.
+
+    Args:
+        path: Final path.
+        write: Writes the content to the path it is given.
+
+    Returns:
+        ``path``.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+@dataclass
+class WorkDir:
+    """A working folder holding a prune's artefacts under their keys.
+
+    Attributes:
+        root: The folder (created on first write).
+        record: What happened to each artefact of the current run, by kind:
+            ``status`` (``"reused"`` or ``"computed"``), ``path``, ``key``.
+    """
+
+    root: Path
+    record: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def path(self, kind: str, key: str) -> Path:
+        """Where the artefact of ``kind`` with ``key`` lives."""
+        return self.root / f"{kind}-{key[:24]}{SUFFIX[kind]}"
+
+    def fetch(
+        self,
+        kind: str,
+        parts: dict[str, Any],
+        compute: Callable[[], T],
+        save: Callable[[T, Path], None],
+        load: Callable[[Path], T],
+    ) -> T:
+        """The artefact of ``kind`` for ``parts``: loaded when saved before, else computed and saved.
+
+        Args:
+            kind: One of :data:`ARTEFACTS`.
+            parts: What it depends on (:func:`cache_key`).
+            compute: Computes it.
+            save: Writes it to the path given (a temporary name).
+            load: Reads it back.
+
+        Returns:
+            The artefact.
+        """
+        key = cache_key(kind, parts)
+        path = self.path(kind, key)
+        if path.exists():
+            try:
+                value = load(path)
+            except Exception as exc:  # a damaged artefact is recomputed
+                log.warning("%s: unreadable cached %s (%s); recomputing", path, kind, exc)
+            else:
+                log.info("reused %s from %s", kind, path)
+                self.record[kind] = {"status": "reused", "path": str(path), "key": key}
+                return value
+        value = compute()
+        atomic_write(path, lambda tmp: save(value, tmp))
+        sidecar = {"kind": kind, "key": key, "cache_version": CACHE_VERSION, "fusion": __version__, **parts}
+        atomic_write(
+            path.with_name(path.name + ".json"),
+            lambda tmp: tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=True, default=str) + "\n"),
+        )
+        log.info("saved %s to %s", kind, path)
+        self.record[kind] = {"status": "computed", "path": str(path), "key": key}
+        return value
+
+
+def save_pickle(obj: Any, path: Path) -> None:
+    """Pickle ``obj`` to ``path`` (highest protocol)."""
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load_pickle(path: Path) -> Any:
+    """Unpickle ``path`` (only for files this package wrote)."""
+    with open(path, "rb") as f:
+        return pickle.load(f)  # the working folder's own artefacts
+
+
+def save_array(X: np.ndarray, path: Path) -> None:
+    """Save one array to ``path`` as ``.npz`` (key ``X``)."""
+    with open(path, "wb") as f:
+        np.savez(f, X=X)
+
+
+def load_array(path: Path) -> np.ndarray:
+    """Read the array saved by :func:`save_array`."""
+    with np.load(path, allow_pickle=False) as z:
+        return z["X"]
+
+
+def save_graph_list(graphs: Sequence[Any], path: Path, meta: dict[str, Any]) -> None:
+    """Save graphs with :func:`fusion.graphs.save_graphs` (ids ``0..n-1``)."""
+    from fusion.graphs import save_graphs
+
+    save_graphs(path, [str(k) for k in range(len(graphs))], list(graphs), meta)
+
+
+def load_graph_list(path: Path, meta: dict[str, Any]) -> list[Any]:
+    """Read graphs saved by :func:`save_graph_list`, checking their ``meta``."""
+    from fusion.graphs import load_graphs
+
+    return load_graphs(path, expect=meta)[1]
+
+
+def save_surrogate(art: dict[str, Any], path: Path) -> None:
+    """Save a surrogate artefact: ``u_ale``, ``u_epi`` (arrays), ``train`` (plain dict), ``state_dict``."""
+    import torch
+
+    torch.save(
+        {
+            "u_ale": torch.as_tensor(np.asarray(art["u_ale"], dtype=np.float64)),
+            "u_epi": torch.as_tensor(np.asarray(art["u_epi"], dtype=np.float64)),
+            "train": dict(art["train"]),
+            "state_dict": art.get("state_dict"),
+        },
+        path,
+    )
+
+
+def load_surrogate(path: Path) -> dict[str, Any]:
+    """Read a surrogate artefact saved by :func:`save_surrogate` (tensors only, ``weights_only``)."""
+    import torch
+
+    raw = torch.load(path, weights_only=True)
+    return {
+        "u_ale": raw["u_ale"].numpy(),
+        "u_epi": raw["u_epi"].numpy(),
+        "train": dict(raw["train"]),
+        "state_dict": raw.get("state_dict"),
+    }

@@ -1,0 +1,242 @@
+"""``fusion prune --workdir``: the four artefacts reused across runs, recomputed when what they depend on changes.
+
+Reuse is shown by counting the calls of the functions that compute each
+artefact (counting wrappers), never by timing.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import cscl, rocksalt
+
+from fusion import cli, prune_api, prune_cache
+
+N = 12
+FAST = {"epochs": 1, "batch_size": 4, "device": "cpu", "n_jobs": 1}
+
+
+def make_cif_folder(folder, n=N, targets=None):
+    folder.mkdir()
+    rows = []
+    for k in range(n):
+        s = rocksalt(5.4 + 0.04 * k) if k % 2 else cscl(3.9 + 0.04 * k)
+        (folder / f"c{k}.cif").write_text(s.to(fmt="cif"))
+        rows.append(f"c{k},{0.3 * k + (k % 3) if targets is None else targets[k]}")
+    (folder / "id_prop.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+@pytest.fixture
+def cifs(tmp_path):
+    return make_cif_folder(tmp_path / "cifs")
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Count the calls of the four functions that compute the artefacts."""
+    import fusion.featurize
+    import fusion.fingerprints
+    import fusion.uncertainty
+    import fusion.userdata
+
+    calls = dict.fromkeys(("structures", "fingerprints", "graphs", "surrogate"), 0)
+    for kind, module, name in (
+        ("structures", fusion.userdata, "collect_user_data"),
+        ("fingerprints", fusion.fingerprints, "soap_fingerprints"),
+        ("graphs", fusion.featurize, "graphs"),
+        ("surrogate", fusion.uncertainty, "train_surrogate"),
+    ):
+        original = getattr(module, name)
+
+        def wrapper(*args, _kind=kind, _original=original, **kwargs):
+            calls[_kind] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, functools.wraps(original)(wrapper))
+    return calls
+
+
+def status(result):
+    return {kind: a["status"] for kind, a in result.artefacts.items()}
+
+
+def test_second_run_reuses_and_changed_options_recompute(cifs, tmp_path, counted):
+    work = tmp_path / "work"
+    first = prune_api.prune(cifs, "gap", 0.25, "fusion", workdir=work, **FAST)
+    assert counted == {"structures": 1, "fingerprints": 1, "graphs": 1, "surrogate": 1}
+    assert set(status(first).values()) == {"computed"}
+
+    # Another ratio, method, gamma, lambda and sign: nothing recomputed.
+    again = prune_api.prune(
+        cifs, "gap", [0.5, 0.6], "fusion", workdir=work, gamma=3.0, lam=1.0, aleatoric_sign=1, **FAST
+    )
+    assert counted == {"structures": 1, "fingerprints": 1, "graphs": 1, "surrogate": 1}
+    assert (
+        status(again)["structures"] == status(again)["fingerprints"] == status(again)["surrogate"] == "reused"
+    )
+    assert again.surrogate["reused"] is True
+    # U recomputed from the cached raw uncertainties with the new Lambda and s.
+    from fusion.uncertainty import uncertainty_score
+
+    s = again.scores
+    np.testing.assert_array_equal(s["U"], uncertainty_score(s["u_ale"], s["u_epi"], 1.0, 1))
+    np.testing.assert_array_equal(s["u_ale"], first.scores["u_ale"])
+
+    prune_api.prune(cifs, "gap", 0.3, "weight", workdir=work, **FAST)
+    assert counted == {"structures": 1, "fingerprints": 1, "graphs": 1, "surrogate": 1}
+
+    # Same options as the first run: the same bits and the same kept ids.
+    same = prune_api.prune(cifs, "gap", 0.25, "fusion", workdir=work, **FAST)
+    pd.testing.assert_frame_equal(same.scores, first.scores, check_exact=True)
+    assert same.kept_ids(0.25) == first.kept_ids(0.25)
+    assert same.surrogate["val_mae"] == first.surrogate["val_mae"]
+
+    # A changed compression recomputes the fingerprints only.
+    prune_api.prune(cifs, "gap", 0.25, "weight", workdir=work, compression="mu2", **FAST)
+    assert counted == {"structures": 1, "fingerprints": 2, "graphs": 1, "surrogate": 1}
+
+    # A changed surrogate option retrains on the cached graphs.
+    for option in ({"epochs": 2}, {"seed": 1}, {"lr": 2e-3}, {"patience": 1}, {"batch_size": 3}):
+        result = prune_api.prune(cifs, "gap", 0.25, "uncertainty", workdir=work, **{**FAST, **option})
+        assert status(result)["graphs"] == "reused"
+        assert status(result)["surrogate"] == "computed"
+    assert counted == {"structures": 1, "fingerprints": 2, "graphs": 1, "surrogate": 6}
+
+
+def test_input_changes(cifs, tmp_path, counted):
+    work = tmp_path / "work"
+    prune_api.prune(cifs, "gap", 0.25, "fusion", workdir=work, **FAST)
+
+    # A touched file (same content): read again, the rest keyed by content and reused.
+    st = (cifs / "c3.cif").stat()
+    os.utime(cifs / "c3.cif", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    result = prune_api.prune(cifs, "gap", 0.25, "fusion", workdir=work, **FAST)
+    assert counted == {"structures": 2, "fingerprints": 1, "graphs": 1, "surrogate": 1}
+    assert status(result)["surrogate"] == "reused"
+
+    # Changed targets: the same fingerprints, new graphs (they hold y) and a new surrogate.
+    (cifs / "id_prop.csv").write_text("\n".join(f"c{k},{k * k}" for k in range(N)) + "\n")
+    result = prune_api.prune(cifs, "gap", 0.25, "fusion", workdir=work, **FAST)
+    assert counted == {"structures": 3, "fingerprints": 1, "graphs": 2, "surrogate": 2}
+    assert result.scores["target"].tolist() == [float(k * k) for k in range(N)]
+
+    # A changed crystal: everything downstream recomputed.
+    (cifs / "c4.cif").write_text(cscl(4.5).to(fmt="cif"))
+    prune_api.prune(cifs, "gap", 0.25, "fusion", workdir=work, **FAST)
+    assert counted == {"structures": 4, "fingerprints": 2, "graphs": 3, "surrogate": 3}
+
+
+def test_interrupted_run_resumes(cifs, tmp_path, counted, monkeypatch):
+    import fusion.uncertainty
+
+    work = tmp_path / "work"
+    train = fusion.uncertainty.train_surrogate
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fusion.uncertainty, "train_surrogate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        prune_api.prune(cifs, "gap", 0.25, "fusion", workdir=work, **FAST)
+    assert sorted(p.name.split("-")[0] for p in work.glob("*") if not p.name.endswith(".json")) == [
+        "fingerprints",
+        "graphs",
+        "structures",
+    ]
+    monkeypatch.setattr(fusion.uncertainty, "train_surrogate", train)
+    result = prune_api.prune(cifs, "gap", 0.25, "fusion", workdir=work, **FAST)
+    assert counted == {
+        "structures": 1,
+        "fingerprints": 1,
+        "graphs": 1,
+        "surrogate": 1,
+    }  # trained once, after the resume
+    assert status(result) == {
+        "structures": "reused",
+        "fingerprints": "reused",
+        "graphs": "reused",
+        "surrogate": "computed",
+    }
+    assert not [p for p in work.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_damaged_artefact_is_recomputed(cifs, tmp_path, counted, caplog):
+    work = tmp_path / "work"
+    prune_api.prune(cifs, "gap", 0.25, "weight", workdir=work, **FAST)
+    (path,) = work.glob("fingerprints-*.npz")
+    path.write_bytes(path.read_bytes()[:100])
+    with caplog.at_level("WARNING", logger="fusion.prune"):
+        result = prune_api.prune(cifs, "gap", 0.25, "weight", workdir=work, **FAST)
+    assert counted["fingerprints"] == 2
+    assert status(result)["fingerprints"] == "computed"
+    assert "unreadable cached fingerprints" in caplog.text
+
+
+def test_bad_records_cached_then_skipped(tmp_path, counted):
+    from fusion.userdata import BadRecordsError
+
+    folder = make_cif_folder(tmp_path / "cifs", n=5)
+    (folder / "id_prop.csv").write_text((folder / "id_prop.csv").read_text() + "ghost,1.0\n")
+    with pytest.raises(BadRecordsError, match="1 of 6 records are bad"):
+        prune_api.prune(folder, "gap", 0.2, "random", workdir=tmp_path / "w", **FAST)
+    result = prune_api.prune(folder, "gap", 0.2, "random", workdir=tmp_path / "w", skip_bad=True, **FAST)
+    assert counted["structures"] == 1
+    assert result.skipped["id"].tolist() == ["ghost"]
+
+
+def test_cache_keys_hold_their_options():
+    assert prune_cache.cache_key("surrogate", {"lr": 1e-3}) != prune_cache.cache_key(
+        "surrogate", {"lr": 2e-3}
+    )
+    assert prune_cache.cache_key("graphs", {"a": 1}) != prune_cache.cache_key("fingerprints", {"a": 1})
+    assert prune_cache.cache_key("graphs", {"a": 1, "b": 2}) == prune_cache.cache_key(
+        "graphs", {"b": 2, "a": 1}
+    )
+
+
+def test_cli_workdir_reports_reuse(cifs, tmp_path, capsys):
+    argv = [
+        "prune",
+        "--data",
+        str(cifs),
+        "--target",
+        "gap",
+        "--quiet",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+        "--n-jobs",
+        "1",
+        "--no-report",
+        "--workdir",
+        str(tmp_path / "work"),
+    ]
+    assert cli.main([*argv, "--out-dir", str(tmp_path / "a")]) == 0
+    first = capsys.readouterr()
+    assert "reused" not in first.err
+    assert "saved surrogate to" in first.err
+    assert cli.main([*argv, "--out-dir", str(tmp_path / "b"), "--ratio", "0.6", "--gamma", "2"]) == 0
+    second = capsys.readouterr()
+    for kind in ("structures", "fingerprints", "surrogate"):
+        assert f"fusion prune: reused {kind} from {tmp_path / 'work'}" in second.err
+    assert "structures reused, fingerprints reused, surrogate reused" in second.out
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert summary["artefacts"]["surrogate"]["status"] == "reused"
+    assert summary["options"]["workdir"] == str(tmp_path / "work")
+    assert not (tmp_path / "b" / "report.html").exists()
+
+
+def test_workdir_must_be_a_folder(cifs, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    argv = ["prune", "--data", str(cifs), "--target", "gap", "--out-dir", str(tmp_path / "o")]
+    assert cli.main([*argv, "--workdir", str(tmp_path / "file")]) == 2
+    assert "--workdir: " in capsys.readouterr().err
