@@ -86,11 +86,12 @@ outputs (in --out-dir):
                           for every valid record (NaN where a method has none)
   summary.json            counts, epsilon, surrogate quality, target shift,
                           warnings, options, reused artefacts
-  report.html             one offline page (no --no-report): U against W,
-                          sorted I with epsilon, kept/removed target
-                          histograms, a PCA map of the fingerprints, the
-                          surrogate's validation MAE beside the median
-                          predictor's; panels a method lacks are left out
+  report.html             one self-contained offline page (--no-report
+                          skips it): U against W, sorted I with epsilon,
+                          kept/removed target histograms, a PCA map of the
+                          fingerprints, the surrogate's validation MAE
+                          beside the median predictor's, epochs, early
+                          stop, device; panels a method lacks are left out
   skipped.csv             bad records left out by --skip-bad (id, reason)
 
 working folder (--workdir DIR):
@@ -111,8 +112,9 @@ parallel parts (checking records, fingerprints, graphs):
     dask scheduler --port 8786                       # on the head node
     dask worker tcp://HEAD:8786 --nworkers 16 --nthreads 1   # on each node
     fusion prune ... --scheduler tcp://HEAD:8786
-  (workers need this package at the same version). The kept ids do not
-  depend on the number of workers.
+  Workers need this package at the same version, and a CIF folder at the
+  same path (its files are read on the workers). The kept ids do not depend
+  on the number of workers.
 
 exit status:
   0 success; 2 bad option or bad input (one message on stderr, every bad

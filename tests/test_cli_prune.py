@@ -295,6 +295,13 @@ def test_help_documents(capsys):
         "mu2",
         "kept.csv",
         "scores.csv",
+        "report.html",
+        "--no-report",
+        "--workdir DIR",
+        "--scheduler ADDRESS",
+        "DASK_SCHEDULER_ADDRESS",
+        "(default: -1)",
+        "reuses them",
     ):
         assert needle in text
     for name in cli.MODEL_NAMES:
