@@ -29,7 +29,10 @@ surrogate     the graphs' key, model, size, epochs, patience, batch size,
               learning rate, seed, validation fraction, device
 ============  ==============================================================
 
-Every key also holds :data:`CACHE_VERSION` and the package version. Files are
+Every key also holds :data:`CACHE_VERSION`, the package version and a digest of
+the source of the modules that compute the artefact (:data:`CODE`,
+:func:`code_digest`), so an edited checkout never reuses what older code
+computed. Files are
 written to a temporary name and renamed (``os.replace``), so an interrupted run
 never leaves a truncated artefact; an unreadable one is recomputed. Beside each
 artefact, ``<name>.json`` lists what its key was made of. Structures are stored
@@ -38,6 +41,7 @@ with :mod:`pickle`: use a working folder that only you write to.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -61,7 +65,36 @@ ARTEFACTS = ("structures", "fingerprints", "graphs", "surrogate")
 #: File suffix of each artefact.
 SUFFIX = {"structures": ".pkl", "graphs": ".pt", "fingerprints": ".npz", "surrogate": ".pt"}
 
+#: The modules (paths under the package folder) whose source decides each artefact.
+CODE = {
+    "structures": ("data.py", "userdata.py", "cif.py"),
+    "fingerprints": ("fingerprints.py",),
+    "graphs": ("graphs.py", "featurize.py"),
+    "surrogate": ("train.py", "models", "uncertainty.py"),
+}
+
 log = logging.getLogger("fusion.prune")
+
+
+@functools.cache
+def code_digest(kind: str) -> str:
+    """SHA-256 of the source of the modules that compute an artefact (:data:`CODE`), read once per process.
+
+    Args:
+        kind: One of :data:`ARTEFACTS`.
+
+    Returns:
+        The hex digest over every ``.py`` file, in sorted order, with its path.
+    """
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for entry in CODE[kind]:
+        path = root / entry
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for f in files:
+            h.update(f.relative_to(root).as_posix().encode())
+            h.update(f.read_bytes() if f.exists() else b"")
+    return h.hexdigest()
 
 
 def input_signature(path: str | Path) -> dict[str, Any]:
@@ -120,7 +153,7 @@ def targets_digest(y: np.ndarray) -> str:
 
 
 def cache_key(kind: str, parts: dict[str, Any]) -> str:
-    """The key of an artefact: SHA-256 of its kind, :data:`CACHE_VERSION`, the package version and ``parts``.
+    """The key of an artefact: SHA-256 of its kind, :data:`CACHE_VERSION`, the package version, its code and ``parts``.
 
     Args:
         kind: One of :data:`ARTEFACTS`.
@@ -129,8 +162,13 @@ def cache_key(kind: str, parts: dict[str, Any]) -> str:
     Returns:
         The hex digest.
     """
-    payload = {"kind": kind, "cache_version": CACHE_VERSION, "fusion": __version__, **parts}
+    payload = {"kind": kind, **_versions(kind), **parts}
     return _sha(json.dumps(payload, sort_keys=True, default=str))
+
+
+def _versions(kind: str) -> dict[str, Any]:
+    code = code_digest(kind) if kind in CODE else None
+    return {"cache_version": CACHE_VERSION, "fusion": __version__, "code": code}
 
 
 def _sha(text: str) -> str:
@@ -208,7 +246,7 @@ class WorkDir:
                 return value
         value = compute()
         atomic_write(path, lambda tmp: save(value, tmp))
-        sidecar = {"kind": kind, "key": key, "cache_version": CACHE_VERSION, "fusion": __version__, **parts}
+        sidecar = {"kind": kind, "key": key, **_versions(kind), **parts}
         atomic_write(
             path.with_name(path.name + ".json"),
             lambda tmp: tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=True, default=str) + "\n"),

@@ -190,6 +190,17 @@ def test_bad_records_cached_then_skipped(tmp_path, counted):
     assert result.skipped["id"].tolist() == ["ghost"]
 
 
+def test_edited_code_recomputes(cifs, tmp_path, counted, monkeypatch):
+    work = tmp_path / "work"
+    prune_api.prune(cifs, "gap", 0.25, "weight", workdir=work, **FAST)
+    digest = prune_cache.code_digest
+    monkeypatch.setattr(
+        prune_cache, "code_digest", lambda kind: digest(kind) + ("x" if kind == "fingerprints" else "")
+    )
+    prune_api.prune(cifs, "gap", 0.25, "weight", workdir=work, **FAST)
+    assert counted == {"structures": 1, "fingerprints": 2, "graphs": 0, "surrogate": 0}
+
+
 def test_cache_keys_hold_their_options():
     assert prune_cache.cache_key("surrogate", {"lr": 1e-3}) != prune_cache.cache_key(
         "surrogate", {"lr": 2e-3}
