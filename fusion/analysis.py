@@ -405,24 +405,29 @@ def optimal_table(optimal: pd.DataFrame) -> pd.DataFrame:
 
 
 def ood_table(ood: pd.DataFrame, reference: str = "random") -> pd.DataFrame:
-    """Out-of-distribution comparison per dataset, paired by (seed, held-out cluster).
+    """Out-of-distribution comparison per dataset and fold source, paired by (seed, held-out cluster).
 
     Returns:
-        ``dataset``, ``method``, ``n`` (seed x fold pairs), ``improvement_pct``,
-        ``ci_low``, ``ci_high``, ``p``, ``p_holm`` (Holm over all rows).
+        ``dataset``, ``folds`` (``kmeans`` or ``paper``; ``kmeans`` for runs
+        that predate the column), ``method``, ``n`` (seed x fold pairs),
+        ``improvement_pct``, ``ci_low``, ``ci_high``, ``p``, ``p_holm`` (Holm
+        over all rows).
     """
     if ood.empty:
         return pd.DataFrame()
+    if "folds" not in ood:
+        ood = ood.assign(folds="kmeans")
     rows = []
-    for key, part in ood.groupby("dataset", sort=True):
+    for (key, source), part in ood.groupby(["dataset", "folds"], sort=True):
         ref = part[part["method"] == reference].set_index(["seed", "cluster"])["test_mae"]
         for method, other in part[part["method"] != reference].groupby("method", sort=True):
             o = other.set_index(["seed", "cluster"])["test_mae"]
             pairs = sorted(set(ref.index) & set(o.index))
             res = stats.paired_improvement(ref.loc[pairs].to_numpy(), o.loc[pairs].to_numpy())
             rows.append(
-                {"dataset": key, "method": method, "n": res["n"], "improvement_pct": res["improvement_pct"],
-                 "ci_low": res["ci95"][0], "ci_high": res["ci95"][1], "p": res["p"]}
+                {"dataset": key, "folds": source, "method": method, "n": res["n"],
+                 "improvement_pct": res["improvement_pct"], "ci_low": res["ci95"][0], "ci_high": res["ci95"][1],
+                 "p": res["p"]}
             )  # fmt: skip
     out = pd.DataFrame(rows)
     out["p_holm"] = stats.holm(out["p"].to_numpy())

@@ -92,3 +92,51 @@ def leave_one_cluster_out(
             }
         )
     return folds
+
+
+def restrict_folds(source: dict, kept: Sequence[str]) -> dict:
+    """The paper group's LOCO folds, restricted to the records a study keeps.
+
+    Args:
+        source: ``{"clusters": k, "folds": {cluster: {"train", "val", "test"}}}``
+            as in ``data/<name>/<name>.soap_loco.json.gz`` (MatUQ's folds).
+        kept: The kept record ids (e.g. of a seeded subsample).
+
+    Returns:
+        ``{"clusters", "folds", "dropped"}``: the same folds, each id list
+        keeping only kept ids in its order, and the number of fold ids that are
+        not kept (0 when the study uses the whole dataset).
+
+    Raises:
+        ValueError: If a kept id is in no fold's test set, or in two.
+    """
+    keep = {str(i) for i in kept}
+    folds = {}
+    dropped, tested = 0, []
+    for c in sorted(source["folds"], key=int):
+        f = source["folds"][c]
+        folds[str(c)] = {
+            part: [str(i) for i in f[part] if str(i) in keep] for part in ("train", "val", "test")
+        }
+        dropped += sum(len(f[part]) for part in ("train", "val", "test")) - sum(
+            len(v) for v in folds[str(c)].values()
+        )
+        tested += folds[str(c)]["test"]
+    if len(tested) != len(set(tested)) or set(tested) != keep:
+        raise ValueError(
+            f"LOCO folds: {len(set(tested))} distinct test ids over {len(tested)} test entries, "
+            f"for {len(keep)} kept records (each must be tested exactly once)"
+        )
+    return {"clusters": int(source["clusters"]), "folds": folds, "dropped": int(dropped)}
+
+
+def paper_folds(loco: dict) -> list[dict]:
+    """The folds of :func:`restrict_folds`'s output as :func:`leave_one_cluster_out` gives them.
+
+    Args:
+        loco: ``{"folds": {cluster: {"train", "val", "test"}}}``.
+
+    Returns:
+        One dict per cluster (ascending): ``cluster``, ``train``, ``val``, ``test``.
+    """
+    return [{"cluster": int(c), **loco["folds"][c]} for c in sorted(loco["folds"], key=int)]

@@ -64,6 +64,16 @@ def records_path(key: str) -> Path:
     return prepare_dir(key) / "records.csv"
 
 
+def loco_source(name: str, data_dir: Path | str = DATA) -> Path:
+    """The paper group's SOAP leave-one-cluster-out folds of a dataset (may not exist)."""
+    return Path(data_dir) / name / f"{name}.soap_loco.json.gz"
+
+
+def loco_path(key: str) -> Path:
+    """The paper's LOCO folds of dataset ``key``, restricted to its kept records (``prepare``)."""
+    return prepare_dir(key) / "loco.json"
+
+
 def split_path(key: str, seed: int) -> Path:
     """The train/val/test split of dataset ``key`` for ``seed``."""
     return prepare_dir(key) / "splits" / f"seed-{seed}.json"

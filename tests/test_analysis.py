@@ -114,3 +114,32 @@ def test_protocol_table_sets_pruned_beside_fixed():
     assert table.loc["fixed", "n_val"] == 30
     assert table.loc["pruned", "n_val"] == 18
     assert table.loc["pruned", "n"] == 2
+
+
+def test_paper_folds_restricted_to_kept_records():
+    from fusion.ood import paper_folds, restrict_folds
+
+    source = {"clusters": 2, "folds": {
+        "1": {"train": ["a", "b"], "val": ["c"], "test": ["d", "e"]},
+        "0": {"train": ["d", "e"], "val": ["b"], "test": ["a", "b", "c"]},
+    }}  # fmt: skip
+    loco = restrict_folds(source, ["a", "c", "d", "e"])  # "b" is not kept (e.g. a subsample)
+    assert loco["dropped"] == 3
+    folds = paper_folds(loco)
+    assert [f["cluster"] for f in folds] == [0, 1]
+    assert folds[0] == {"cluster": 0, "train": ["d", "e"], "val": [], "test": ["a", "c"]}
+    assert folds[1] == {"cluster": 1, "train": ["a"], "val": ["c"], "test": ["d", "e"]}
+    with pytest.raises(ValueError, match="tested exactly once"):
+        restrict_folds(source, ["a", "z"])
+
+
+def test_ood_table_keeps_fold_sources_apart():
+    rows = [
+        {"dataset": "d", "folds": src, "seed": s, "cluster": c, "method": m,
+         "test_mae": 10.0 + c + s - (delta if m == "fusion_neg" else 0.0)}
+        for src, delta in (("kmeans", 1.0), ("paper", -1.0))
+        for s in range(2) for c in range(2) for m in ("random", "fusion_neg")
+    ]  # fmt: skip
+    table = analysis.ood_table(pd.DataFrame(rows)).set_index("folds")
+    assert table.loc["kmeans", "improvement_pct"] > 0 > table.loc["paper", "improvement_pct"]
+    assert table.loc["kmeans", "n"] == table.loc["paper", "n"] == 4

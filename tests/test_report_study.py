@@ -184,10 +184,14 @@ def test_protocol_optimal_and_ood_sentences_read_for_either_sign():
     assert "1.5 % higher MAE on test than no pruning" in v["optimal_sentence"]
     ood = pd.DataFrame({"dataset": ["a"], "method": ["fusion_neg"], "n": [4], "improvement_pct": [-7.0],
                         "ci_low": [-9.0], "ci_high": [-5.0], "p": [0.01], "p_holm": [0.01]})  # fmt: skip
-    table, v = study_checks.ood_display(ood)
+    table, v = study_checks.ood_display(ood)  # runs from before the fold-source column: k-means
     assert v["ood_sentence"].startswith(
-        "FUSION (s = −1) on a: 7.0 % higher MAE than random (Holm-significant"
+        "FUSION (s = −1) on a (our k-means folds): 7.0 % higher MAE than random (Holm-significant"
     )
+    both = pd.concat([ood.assign(folds="paper", improvement_pct=3.0), ood.assign(folds="kmeans")])
+    table, v = study_checks.ood_display(both)
+    assert table["folds"].tolist() == ["our k-means folds", "the paper's LOCO folds"]
+    assert "on a (the paper's LOCO folds): 3.0 % lower MAE than random" in v["ood_sentence"]
     for fn in (study_checks.optimal_display, study_checks.ood_display):
         assert fn(pd.DataFrame())[0].empty
 

@@ -111,14 +111,16 @@ STAGES: dict[str, dict[str, str]] = {
         "patience, num_threads)",
     },
     "ood": {
-        "title": "leave-one-cluster-out on k-means clusters of the SOAP fingerprints",
-        "text": "Writes `results/ood/<key>.csv` and `results/ood/<key>-clusters.csv`.",
+        "title": "leave-one-cluster-out on clusters of the SOAP fingerprints",
+        "text": "Folds from our own k-means clusters and/or the FUSION group's SOAP LOCO folds (`folds`). "
+        "Writes `results/ood/<key>.csv` and `results/ood/<key>-clusters.csv`.",
         "params": 'key = "jdft2d"\narch = "cgcnn"\nseeds = [0]\nn_clusters = 3\nmin_test = 10\nratio = 0.4\n'
         'methods = ["random", "fusion_neg", "fusion_pos"]\nval_fraction = 0.15\ngamma = 0.1\nuncertainty = {}\n'
-        'size = "cpu"\nepochs = "tuned"\nlr = "tuned"\nbatch_size = 64\npatience = None\nnum_threads = 1',
-        "show": 'result.pivot_table(index="method", columns="cluster", values="test_mae")',
+        'size = "cpu"\nepochs = "tuned"\nlr = "tuned"\nbatch_size = 64\npatience = None\nnum_threads = 1\n'
+        'folds = ["kmeans"]',
+        "show": 'result.pivot_table(index="method", columns=["folds", "cluster"], values="test_mae")',
         "call": "ood.run(key, arch, seeds, n_clusters, min_test, ratio, methods, val_fraction, gamma, "
-        "uncertainty, size, epochs, lr, batch_size, patience, num_threads)",
+        "uncertainty, size, epochs, lr, batch_size, patience, num_threads, folds)",
     },
     "fulldata": {
         "title": "one long run on a subsampled dataset in full",

@@ -203,10 +203,13 @@ def ood_display(ood: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     """
     if ood.empty:
         return pd.DataFrame(), {"ood_sentence": "the out-of-distribution check was not run."}
-    o = _ordered(ood)
+    o = _ordered(ood if "folds" in ood else ood.assign(folds="kmeans"), "folds")
+    folds = o["folds"]
+    source = {"kmeans": "our k-means folds", "paper": "the paper's LOCO folds"}
     table = pd.DataFrame(
         {
             "dataset": o["dataset"].to_numpy(),
+            "folds": [source.get(f, f) for f in folds],
             "method": [_label(m) for m in o["method"]],
             "pairs": o["n"].astype(int).to_numpy(),
             "improvement, 95 % CI (%)": [
@@ -218,9 +221,9 @@ def ood_display(ood: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
         }
     )
     said = [
-        f"{_label(r.method)} on {r.dataset}: {describe_change(r.improvement_pct)} than random "
+        f"{_label(r.method)} on {r.dataset} ({source.get(f, f)}): {describe_change(r.improvement_pct)} than random "
         f"({'Holm-significant' if r.p_holm < ALPHA else 'not significant'}, Holm p {fmt_p(r.p_holm)})"
-        for r in o.itertuples()
+        for r, f in zip(o.itertuples(), folds, strict=True)
         if r.method.startswith("fusion")
     ]
     return table, {"ood_sentence": "; ".join(said) if said else "no FUSION rows"}

@@ -1,11 +1,20 @@
 """Stage ``ood``: leave-one-cluster-out evaluation of pruning methods (see :mod:`fusion.ood`).
 
-For each k-means cluster of the SOAP fingerprints with at least ``min_test``
-records: the other clusters form the fold's pool, split into train and a fixed
-validation part; a surrogate trained on the training part scores it; each
-method prunes it at ``ratio``; ``arch`` trained on the kept records is tested
-on the held-out cluster. Repeated over ``seeds`` (seeding the train/val split,
-the surrogate, random pruning and the initialisation; the clusters use seed 0).
+Two sources of folds (``folds``):
+
+* ``kmeans``: our own k-means clusters of the SOAP fingerprints (seed 0); the
+  other clusters form the fold's pool, split into train and a fixed
+  validation part by the seed.
+* ``paper``: the FUSION group's SOAP leave-one-cluster-out folds (MatUQ,
+  ``data/<name>/<name>.soap_loco.json.gz``, restricted to the kept records by
+  ``prepare``), with their own train/val/test.
+
+For each fold whose held-out cluster has at least ``min_test`` records, a
+surrogate trained on the fold's training part scores it, each method prunes it
+at ``ratio``, and ``arch`` trained on the kept records is tested on the
+held-out cluster. Repeated over ``seeds`` (seeding the k-means folds' train/val
+split, the surrogate, random pruning and the initialisation). Finished
+training runs are kept in the CSV and reused by a rerun.
 """
 
 from __future__ import annotations
@@ -19,13 +28,14 @@ import pandas as pd
 from fusion import paths
 from fusion.stages import prune as prune_stage
 from fusion.stages.common import (
-    fit_and_score,
+    RunLog,
     load_fingerprint_rows,
     load_graph_cache,
     load_records,
     train_config,
     write_csv,
 )
+from fusion.stages.train import fit_or_reuse
 from fusion.stages.uncertainty import resolve, surrogate_frame
 
 
@@ -46,6 +56,7 @@ def run(
     batch_size: int = 64,
     patience: int | None = None,
     num_threads: int | None = 1,
+    folds: Sequence[str] = ("kmeans",),
 ) -> pd.DataFrame:
     """Leave-one-cluster-out comparison of ``methods`` at ``ratio``.
 
@@ -66,13 +77,24 @@ def run(
         batch_size: Batch size. Defaults to 64.
         patience: Early-stopping patience in epochs; None = no early stopping.
         num_threads: Torch threads. Defaults to 1.
+        folds: Fold sources, ``"kmeans"`` and/or ``"paper"`` (module docstring).
+            Defaults to k-means only.
 
     Returns:
-        One row per (seed, cluster, method), written to ``results/ood/<key>.csv``;
-        the cluster of every id goes to ``results/ood/<key>-clusters.csv``.
-    """
-    from fusion.ood import leave_one_cluster_out, soap_clusters
+        One row per (fold source, seed, cluster, method), written to
+        ``results/ood/<key>.csv``; the k-means cluster of every id goes to
+        ``results/ood/<key>-clusters.csv``.
 
+    Raises:
+        ValueError: On an unknown fold source, or ``paper`` for a dataset without such folds.
+    """
+    import json
+
+    from fusion.ood import leave_one_cluster_out, paper_folds, soap_clusters
+
+    unknown = set(folds) - {"kmeans", "paper"}
+    if unknown:
+        raise ValueError(f"unknown fold sources {sorted(unknown)}; use 'kmeans' and/or 'paper'")
     sur = {k: v for k, v in (surrogate or {}).items() if k != "val_protocol"}
     s_epochs, s_lr = resolve(key, sur.pop("epochs", "tuned"), sur.pop("lr", "tuned"))
     n_epochs, peak_lr = resolve(key, epochs, lr)
@@ -82,29 +104,36 @@ def run(
     X = load_fingerprint_rows(key, ids)
     labels = soap_clusters(X, n_clusters, 0)
     write_csv(pd.DataFrame({"id": ids, "cluster": labels}), paths.ood_clusters_path(key))
+    loco = json.loads(paths.loco_path(key).read_text()) if "paper" in folds else None
+    if loco is not None and not loco["folds"]:
+        raise ValueError(f"{key}: the dataset has no paper LOCO folds; use folds: [kmeans]")
     pos = {i: k for k, i in enumerate(ids)}
     grid = [(m, float(ratio)) for m in methods]
-    rows = []
-    for seed in map(int, seeds):
-        for fold in leave_one_cluster_out(ids, labels, seed, val_fraction):
-            if len(fold["test"]) < min_test or len(fold["train"]) < 2 or not fold["val"]:
-                continue
-            pool = fold["train"]
-            scores, _ = surrogate_frame(
-                [graphs[i] for i in pool], pool, seed, epochs=s_epochs, lr=s_lr, **sur
+    log = RunLog(paths.ood_path(key))
+    for source in folds:
+        for seed in map(int, seeds):
+            split = (
+                leave_one_cluster_out(ids, labels, seed, val_fraction)
+                if source == "kmeans"
+                else paper_folds(loco)
             )
-            y = records.loc[pool, "target"].to_numpy(dtype=np.float64)
-            Xp = X[[pos[i] for i in pool]]
-            table, _ = prune_stage.prune_pool(pool, grid, seed, Xp, y, scores.set_index("id"), gamma)
-            cfg = train_config(n_epochs, batch_size, peak_lr, patience or n_epochs, seed, num_threads)
-            for method, r in grid:
-                kept = set(table.loc[table[paths.column(method, r)], "id"])
-                tr = [i for i in pool if i in kept]
-                res = fit_and_score(arch, size, graphs, tr, fold["val"], fold["test"], cfg)
-                rows.append(
-                    {"dataset": key, "arch": arch, "seed": seed, "cluster": fold["cluster"],
-                     "cluster_size": len(fold["test"]), "method": method, "ratio": r, **res}
-                )  # fmt: skip
-    out = pd.DataFrame(rows)
-    write_csv(out, paths.ood_path(key))
-    return out
+            for fold in split:
+                if len(fold["test"]) < min_test or len(fold["train"]) < 2 or not fold["val"]:
+                    continue
+                pool = fold["train"]
+                scores, _ = surrogate_frame(
+                    [graphs[i] for i in pool], pool, seed, epochs=s_epochs, lr=s_lr, **sur
+                )
+                y = records.loc[pool, "target"].to_numpy(dtype=np.float64)
+                Xp = X[[pos[i] for i in pool]]
+                table, _ = prune_stage.prune_pool(pool, grid, seed, Xp, y, scores.set_index("id"), gamma)
+                cfg = train_config(n_epochs, batch_size, peak_lr, patience or n_epochs, seed, num_threads)
+                for method, r in grid:
+                    kept = set(table.loc[table[paths.column(method, r)], "id"])
+                    tr = [i for i in pool if i in kept]
+                    res = fit_or_reuse(log, arch, size, graphs, (tr, fold["val"], fold["test"]), cfg)
+                    log.add(
+                        {"dataset": key, "arch": arch, "folds": source, "seed": seed, "cluster": fold["cluster"],
+                         "cluster_size": len(fold["test"]), "method": method, "ratio": r, **res}
+                    )  # fmt: skip
+    return log.frame().drop(columns="run_key")  # the key stays in the CSV; the page shows the results

@@ -97,5 +97,32 @@ def run(
         "seeds": [int(s) for s in seeds],
         "fractions": [float(f) for f in fractions],
     }
+    summary["loco_folds"] = write_loco(name, ids, data_dir, paths.loco_path(key))
     write_json(out / "summary.json", summary)
     return summary
+
+
+def write_loco(name: str, kept: Sequence[str], data_dir: str | Path, out: Path) -> int:
+    """Write the paper's LOCO folds restricted to the kept records (empty when it has none).
+
+    Args:
+        name: Project dataset name.
+        kept: Kept record ids.
+        data_dir: Folder holding the datasets.
+        out: Output JSON (:func:`fusion.paths.loco_path`).
+
+    Returns:
+        The number of folds written.
+    """
+    import gzip
+    import json
+
+    from fusion.ood import restrict_folds
+
+    source = paths.loco_source(name, data_dir)
+    loco = {"clusters": 0, "folds": {}, "dropped": 0}
+    if source.exists():
+        with gzip.open(source, "rt") as fh:
+            loco = restrict_folds(json.load(fh), kept)
+    write_json(out, {"source": source.name if source.exists() else None, **loco})
+    return len(loco["folds"])
