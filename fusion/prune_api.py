@@ -29,8 +29,8 @@ per run (:func:`fusion.parallel.workers`): a local cluster of ``n_jobs``
 single-threaded workers, opened only when a step has at least
 :data:`MIN_PARALLEL` records, or an existing cluster at ``scheduler`` (or
 ``DASK_SCHEDULER_ADDRESS``), connected to at the start. Results are gathered in
-input order: the kept ids never depend on the number of workers. A step whose
-function does not take a ``client`` yet runs with its own ``n_jobs`` workers.
+input order: the kept ids never depend on the number of workers. Without the
+run's client a step runs in this process; it never starts a cluster of its own.
 
 This module holds that computation (:func:`prune`, the surrogate's hold-out
 :func:`surrogate_split`); the options and their checks are in
@@ -42,7 +42,6 @@ This module holds that computation (:func:`prune`, the surrogate's hold-out
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 import os
 import time
@@ -127,39 +126,13 @@ class _Workers:
             return None
         return self.open()
 
-    def n_jobs(self, n_items: int) -> int:
-        """Worker processes for a step that takes no client (1 below :data:`MIN_PARALLEL`)."""
-        return self.n if n_items >= MIN_PARALLEL else 1
-
-    def call(self, fn: Callable[..., T], *args: Any, n_items: int, chunk: bool = False, **kwargs: Any) -> T:
-        """Call a parallel step with this run's client when it takes one, else with ``n_jobs``.
-
-        Args:
-            fn: The step (looked up at call time, so tests can count its calls).
-            *args: Its positional arguments.
-            n_items: Records it processes (decides whether workers are worth it).
-            chunk: Pass a ``chunk_size`` that gives every worker a few chunks.
-            **kwargs: Its other keyword arguments.
-
-        Returns:
-            What ``fn`` returns.
-        """
-        try:
-            params = inspect.signature(fn).parameters
-        except (TypeError, ValueError):  # pragma: no cover - builtins
-            params = {}  # type: ignore[assignment]
-        jobs = [name for name in ("n_jobs", "n_workers") if name in params]
-        if "client" in params:
-            client = self.client(n_items)
-            kwargs["client"] = client
-            # Without the run's client the step runs in this process: it never starts a cluster of its own.
-            kwargs.update(dict.fromkeys(jobs, 1))
-            if chunk and client is not None and n_items and "chunk_size" in params:
-                n_workers = self.n if self.address is None else len(client.scheduler_info()["workers"])
-                kwargs["chunk_size"] = max(1, min(64, math.ceil(n_items / (4 * max(1, n_workers)))))
-        else:
-            kwargs.update(dict.fromkeys(jobs, self.n_jobs(n_items)))
-        return fn(*args, **kwargs)
+    def chunk_size(self, n_items: int, default: int) -> int:
+        """Records per task: a few tasks per worker when the step runs on the client, else ``default``."""
+        client = self.client(n_items)
+        if client is None:
+            return default
+        n_workers = self.n if self.address is None else len(client.scheduler_info()["workers"])
+        return max(1, min(default, math.ceil(n_items / (4 * max(1, n_workers)))))
 
 
 def _cached(
@@ -455,13 +428,9 @@ def _load(
     from fusion.data import DEFAULT_CUTOFF
 
     def collect() -> CrystalDataset:
-        return pool.call(
-            userdata.collect_user_data,
-            data,
-            target,
-            n_items=_estimated_records(Path(data)),
-            errors="skip",
-            progress=progress,
+        client = pool.client(_estimated_records(Path(data)))
+        return userdata.collect_user_data(
+            data, target, errors="skip", n_jobs=1, progress=progress, client=client
         )
 
     ds = _cached(
@@ -504,14 +473,14 @@ def _fingerprints(
     from fusion import fingerprints, prune_cache
 
     def compute() -> np.ndarray:
-        return pool.call(
-            fingerprints.soap_fingerprints,
+        return fingerprints.soap_fingerprints(
             ds.structures,
             fingerprints.dataset_species(ds.structures),
             compression,
-            n_items=len(ds),
-            chunk=True,
+            n_jobs=1,
             progress=progress,
+            chunk_size=pool.chunk_size(len(ds), 64),
+            client=pool.client(len(ds)),
         )
 
     return _cached(
@@ -545,17 +514,17 @@ def _graphs(
     meta = {"cutoff": graphs.DEFAULT_CUTOFF, "max_neighbors": graphs.DEFAULT_MAX_NEIGHBORS}
 
     def compute() -> list[Any]:
-        return pool.call(
-            featurize.graphs,
+        return featurize.graphs(
             ds.structures,
             ds.targets,
             ds.ids,
             meta["cutoff"],
             meta["max_neighbors"],
             kind="structure",
-            n_items=len(ds),
-            chunk=True,
+            n_workers=1,
+            client=pool.client(len(ds)),
             progress=progress,
+            chunk_size=pool.chunk_size(len(ds), featurize.CHUNK),
         )
 
     return _cached(

@@ -95,3 +95,19 @@ def test_n_jobs_defaults_to_every_core(capsys):
     assert args.scheduler is None
     assert args.workdir is None
     assert args.no_report is False
+
+
+def test_unreachable_scheduler_exits_2_before_reading_data(tmp_path, capsys, monkeypatch):
+    import fusion.userdata
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("data read before the scheduler was reached")
+
+    monkeypatch.setattr(fusion.userdata, "collect_user_data", no_reading)
+    argv = ["prune", "--data", str(tmp_path), "--target", "gap", "--out-dir", str(tmp_path / "o")]
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        code = cli.main([*argv, "--scheduler", "tcp://127.0.0.1:1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--scheduler tcp://127.0.0.1:1: cannot connect" in err
+    assert not (tmp_path / "o").exists()
