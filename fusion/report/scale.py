@@ -1,0 +1,157 @@
+"""Pruning at scale: what was measured, and a projection to 10^6-10^8 structures on N workers.
+
+The projection is arithmetic on measured rates, stated as such on the
+Performance page; every assumption is a line here:
+
+* **Featurisation** (CIF checks + SOAP) is embarrassingly parallel: time =
+  n / (rate per worker x N x efficiency), with the per-worker rate and the
+  2-worker efficiency measured by ``benchmarks/bench_scale.py`` (else
+  ``bench_fingerprints.py``), and the same efficiency assumed at N workers
+  (optimistic for large N: the scheduler's per-task overhead, ~1 ms for a
+  128-structure chunk, is not the limit, the file system may be).
+* **Nearest neighbours**: exact search costs ~n^b (b fitted on the measured
+  10^4 and 10^5 points, about 2) and is used up to 10^5; above, the IVF index
+  (``fusion.selection``), measured at 10^6, is scaled as n^1.5 (n_list ~
+  sqrt(n) lists, a fixed number probed). Queries split over N workers, each
+  holding the whole index, so this part divides by N while the index fits in
+  one worker's memory (n x 252 x 4 bytes for ``mu2`` fingerprints: 1 GB at
+  10^6, 101 GB at 10^8). Beyond that the index must change: compressed
+  (IVF-PQ, ~32 bytes a vector) or sharded over workers.
+* **Selection** (W, I and the epsilon search) is O(n log n): 0.17 s at 10^6.
+* **Surrogate**: one model, one device; time per epoch = n / training rate
+  (``bench_train_throughput.py``, measured on 5-atom cells, scaled by the
+  mean cell size since the work per graph grows with its atoms and their 12
+  neighbours); it does not divide by N.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+FEATURES = 252
+"""``mu2`` SOAP features: the compression used at scale (element-agnostic, fixed width)."""
+IVF_EXPONENT = 1.5
+TRAIN_ATOMS = 5.0
+"""Atoms per cell of the training-throughput benchmark (perov5_castelli)."""
+WORKER_MEMORY_GB = 64.0
+"""Memory of one worker node assumed for "the index fits" (a common cluster node)."""
+
+
+def _read(folder: Path, name: str) -> dict[str, Any] | None:
+    path = folder / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def measured_rates(folder: str | Path = "benchmarks/results") -> dict[str, Any]:
+    """The rates the projection uses, each with the benchmark file it comes from.
+
+    Args:
+        folder: The committed benchmark results. Defaults to ``benchmarks/results``.
+
+    Returns:
+        ``soap_per_s`` (structures/s on one worker), ``efficiency_2``
+        (2-worker speed-up / 2), ``nn_exact`` (``[(n, seconds)]``),
+        ``nn_ivf_1e6`` (seconds), ``selection_1e6`` (seconds),
+        ``train_graphs_per_s`` and ``sources`` (what came from where). A
+        missing file leaves its entries ``None``.
+    """
+    folder = Path(folder)
+    out: dict[str, Any] = {"sources": {}}
+    scale = _read(folder, "scale")
+    fp = _read(folder, "fingerprints")
+    if scale and scale.get("real"):
+        one, two = scale["real"][0], scale["real"][1]
+        out["soap_per_s"] = one["soap_structures_per_s"]
+        out["efficiency_2"] = one["soap_seconds"] / two["soap_seconds"] / 2
+        out["sources"]["soap"] = f"bench_scale.py: {one['structures']:,} real structures, mu2"
+    elif fp:
+        mp = fp["datasets"]["mp_mtcgcnn"]
+        out["soap_per_s"] = mp["ours_mu2_n_jobs_1"]["structures_per_s"]
+        out["efficiency_2"] = mp["ours_mu2_n_jobs_2"]["structures_per_s"] / out["soap_per_s"] / 2
+        out["sources"]["soap"] = "bench_fingerprints.py: 300 mp_mtcgcnn structures, mu2"
+    else:
+        out["soap_per_s"] = out["efficiency_2"] = None
+    sel = _read(folder, "selection")
+    rows = sel["fusion"] if sel else []
+    out["nn_exact"] = [(r["n"], r["nn_seconds"]) for r in rows if r["nn_search"] == "exact"]
+    ivf = [r for r in rows if r["n"] == 1_000_000]
+    out["nn_ivf_1e6"] = ivf[0]["nn_seconds"] if ivf else None
+    out["selection_1e6"] = ivf[0]["prefix_search_seconds"] if ivf else None
+    if sel:
+        out["sources"]["nn"] = "bench_selection.py: random unit 252-d vectors"
+    tr = _read(folder, "train_throughput")
+    out["train_graphs_per_s"] = tr["graphs_per_second"]["cgcnn"] if tr else None
+    if tr:
+        out["sources"]["surrogate"] = (
+            f"bench_train_throughput.py: CGCNN, {tr['dataset']}, {tr['threads']} threads"
+        )
+    return out
+
+
+def _nn_seconds(n: float, rates: dict[str, Any]) -> tuple[float, str]:
+    """Nearest-neighbour seconds on one worker, and the search used."""
+    exact = sorted(rates["nn_exact"])
+    if n <= 100_000 and len(exact) >= 2:
+        (n1, t1), (n2, t2) = exact[0], exact[-1]
+        b = math.log(t2 / t1) / math.log(n2 / n1)
+        return t2 * (n / n2) ** b, "exact"
+    return rates["nn_ivf_1e6"] * (n / 1e6) ** IVF_EXPONENT, "IVF (approximate)"
+
+
+def projection(
+    rates: dict[str, Any],
+    sizes: tuple[float, ...] = (1e6, 1e8),
+    workers: tuple[int, ...] = (2, 64, 1024),
+    atoms_per_cell: float = 30.0,
+) -> pd.DataFrame:
+    """Project the featurisation, nearest-neighbour and surrogate time of ``fusion prune`` at scale.
+
+    Args:
+        rates: :func:`measured_rates`.
+        sizes: Dataset sizes (structures). Defaults to 10^6 and 10^8.
+        workers: Worker counts (one core each). Defaults to 2, 64, 1024.
+        atoms_per_cell: Mean atoms per structure of the projected dataset
+            (Materials Project: about 30). Defaults to 30.
+
+    Returns:
+        One row per (size, workers): hours of featurisation, of the
+        nearest-neighbour search (and which), of one surrogate epoch, the
+        fingerprint memory (GB), whether the index fits one worker, and the
+        step that dominates. Empty when a rate is missing.
+    """
+    need = ("soap_per_s", "efficiency_2", "nn_ivf_1e6", "train_graphs_per_s")
+    if any(rates.get(k) is None for k in need) or len(rates.get("nn_exact", [])) < 2:
+        return pd.DataFrame()
+    rows = []
+    for n in sizes:
+        memory = n * FEATURES * 4 / 1e9
+        nn_one, search = _nn_seconds(n, rates)
+        for w in workers:
+            speed = 1.0 if w == 1 else w * min(1.0, rates["efficiency_2"])  # one worker: no parallel loss
+            soap_h = n / (rates["soap_per_s"] * speed) / 3600
+            nn_h = nn_one / w / 3600
+            epoch_h = n * (atoms_per_cell / TRAIN_ATOMS) / rates["train_graphs_per_s"] / 3600
+            parts = {
+                "featurisation": soap_h,
+                "nearest neighbours": nn_h,
+                "surrogate (100 epochs)": 100 * epoch_h,
+            }
+            rows.append(
+                {
+                    "structures": n,
+                    "workers": w,
+                    "featurisation (h)": soap_h,
+                    "nearest neighbours (h)": nn_h,
+                    "search": search,
+                    "surrogate epoch (h)": epoch_h,
+                    "fingerprints (GB)": memory,
+                    "index fits one worker": memory < WORKER_MEMORY_GB / 2,
+                    "dominant": max(parts, key=parts.get),
+                }
+            )
+    return pd.DataFrame(rows)
