@@ -44,7 +44,7 @@ from fusion.paths import ROOT
 from fusion.report import benchmarks, crystals, figures, glue, inputs, palette
 
 BOOK = ROOT / "book"
-PAGES = ("data", "method", "results", "paper", "performance")
+PAGES = ("data", "method", "results", "paper", "checklist", "performance")
 EXECUTED = ROOT / "notebooks" / "executed"
 # The run order of the stages that leave an executed notebook: the order of dvc.yaml.
 STAGES = [
@@ -237,6 +237,27 @@ def test_stage_notebook_pages_are_titled_by_their_cell():
     assert len(set(titles)) == len(titles)
 
 
+def test_offline_extension_serves_plotly_to_the_pages_with_a_plotly_figure():
+    """``book/_ext/offline.py`` adds the book's own plotly.js to a page that holds a figure, and to no other."""
+    offline = _book_extension("offline")
+    assert offline.plotly_source().name == "plotly.min.js"
+    assert offline.plotly_source().stat().st_size > 1_000_000
+
+    class App:
+        def __init__(self) -> None:
+            self.js: list[str] = []
+
+        def add_js_file(self, filename: str) -> None:
+            self.js.append(filename)
+
+    app = App()
+    offline.add_plotly(app, "pages/data", "page.html", {"body": "<p>no figure</p>"}, None)
+    assert app.js == []
+    body = '<div id="fpmap-plot-a" class="plotly-graph-div" style="height:560px"></div>'
+    offline.add_plotly(app, "pages/method", "page.html", {"body": body}, None)
+    assert app.js == ["plotly/plotly.min.js"]
+
+
 def test_toc_lists_every_stage_in_run_order():
     """The pipeline record of ``book/_toc.yml``: one entry per stage of dvc.yaml, in its order."""
     toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
@@ -343,6 +364,28 @@ def test_book_has_no_external_resources_and_images_exist(built_book):
     assert not remote, remote[:10]
     assert not broken, broken[:10]
     assert n_img >= 5  # the pages' figures are real image files
+
+
+@pytest.mark.e2e
+def test_interactive_figures_load_the_books_own_plotly(built_book):
+    """The fingerprint maps (Method page) run on the plotly.js the book serves: no script from the network."""
+    js = built_book / "_static" / "plotly" / "plotly.min.js"
+    assert js.exists()
+    with_plotly = []
+    for page in _content_pages(built_book):
+        source = page.read_text(encoding="utf-8")
+        parser = _Resources()
+        parser.feed(source)
+        scripts = [u for u in parser.urls if u.endswith(".js") or ".js?" in u]
+        assert not [u for u in scripts if urlparse(u).scheme in {"http", "https"} or u.startswith("//")], page
+        local = [u for u in scripts if "plotly" in u]
+        if "plotly-graph-div" in source:
+            with_plotly.append(page.relative_to(built_book).as_posix())
+            assert len(local) == 1, f"{page.name}: {local}"
+            assert (page.parent / unquote(urlparse(local[0]).path)).resolve() == js.resolve()
+        else:
+            assert not local, f"{page.name} loads plotly.js without a plotly figure"
+    assert "pages/method.html" in with_plotly
 
 
 class _Sidebar(HTMLParser):

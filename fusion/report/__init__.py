@@ -21,8 +21,11 @@ Modules:
 - :mod:`~fusion.report.figures`: the method page's figures;
 - :mod:`~fusion.report.datasets`: the data page's dataset cards;
 - :mod:`~fusion.report.crystals`: drawing crystal structures;
-- :mod:`~fusion.report.benchmarks`: the performance page (benchmark results and targets).
+- :mod:`~fusion.report.benchmarks`: the performance page (benchmark results and targets);
+- :mod:`~fusion.report.checklist`: the paper checklist page (each item of the paper, its
+  counterpart in the book and its status, derived from the run's files);
+- :mod:`~fusion.report.explore`: the method page's interactive fingerprint map (plotly).
 
-The Sphinx extension that serves MathJax offline is part of the book, not of
-this package: ``book/_ext/offline.py``.
+The Sphinx extension that serves MathJax and plotly.js offline is part of the book,
+not of this package: ``book/_ext/offline.py``.
 """

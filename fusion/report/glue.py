@@ -35,6 +35,14 @@ def glue_figure(name: str, fig: Any) -> None:
     plt.close(fig)
 
 
+def glue_html(name: str, html: str) -> None:
+    """Glue an HTML fragment (an interactive figure, say) for ``{glue:figure}``, without displaying it."""
+    from IPython.display import HTML
+    from myst_nb import glue
+
+    glue(name, HTML(html), display=False)
+
+
 def glue_table(name: str, df: pd.DataFrame, wrap: bool = False) -> None:
     """Glue a table (for ``{glue:figure}``/``{glue}``), rendered as HTML without its index.
 

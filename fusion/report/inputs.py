@@ -132,31 +132,93 @@ def keep_column(method: str, ratio: float) -> str:
     return column(method, ratio)
 
 
-def study_status(params: Mapping[str, Any], root: str | Path = ".") -> str:
-    """One sentence on how far the run of ``params`` has got (recorded ``train`` cells, analysis).
+def finished_stages(root: str | Path = ".") -> set[str]:
+    """The stages (``train@jdft2d-cgcnn-0``, ``analyze``, ...) that ``dvc.lock`` records as run, with their outputs.
 
-    The pipeline can span sessions; a page built before the ``analyze`` stage has
-    run says so instead of showing empty tables without a word. A cell counts
-    when ``dvc.lock`` records it (a cell still running has a partial CSV).
+    A stage counts when ``dvc.lock`` records it and every output it records for
+    it still exists, each file with its recorded MD5 (size alone for files over
+    64 MB; a folder's presence). A cell still running has a partial CSV but no
+    entry yet; an entry left from an earlier run whose outputs were removed or
+    rewritten does not count either. Reads no DVC state beyond ``dvc.lock``.
+
+    Args:
+        root: Repository root. Defaults to the working directory.
     """
     import yaml
 
-    from fusion import paths
-
     lock_file = Path(root, "dvc.lock")
     lock = yaml.safe_load(lock_file.read_text()) if lock_file.exists() else {}
-    recorded = set((lock or {}).get("stages", {}))
-    cells = [
+    stages = (lock or {}).get("stages", {}) or {}
+    return {name for name, entry in stages.items() if _outs_present(entry or {}, root)}
+
+
+def _outs_present(entry: Mapping[str, Any], root: str | Path) -> bool:
+    import hashlib
+
+    for out in entry.get("outs", []) or []:
+        path = Path(root, out["path"])
+        digest = str(out.get("md5", ""))
+        if not path.exists():
+            return False
+        if path.is_dir() or digest.endswith(".dir") or not digest:
+            continue
+        if "size" in out and path.stat().st_size != int(out["size"]):
+            return False
+        if path.stat().st_size <= 64 * 2**20 and hashlib.md5(path.read_bytes()).hexdigest() != digest:
+            return False
+    return True
+
+
+def train_cells(params: Mapping[str, Any]) -> list[str]:
+    """The ``train`` stages of ``params``: ``train@<dataset>-<arch>-<seed>``, one per cell of the matrix."""
+    return [
         f"train@{k}-{a}-{s}"
         for k in params["datasets"]
         for a in params["architectures"]
         for s in params["seeds"]
     ]
-    done = sum(c in recorded for c in cells)
-    if Path(root, paths.metrics_path()).exists() and "analyze" in recorded and done == len(cells):
-        return f"complete: all {len(cells)} training cells and the analysis have run."
+
+
+def study_progress(params: Mapping[str, Any], root: str | Path = ".") -> dict[str, Any]:
+    """How far the run of ``params`` has got: finished ``train`` cells and whether ``analyze`` has run.
+
+    Args:
+        params: The parsed ``params.yaml``.
+        root: Repository root. Defaults to the working directory.
+
+    Returns:
+        ``done`` and ``total`` training cells (:func:`finished_stages`),
+        ``analysed`` (``analyze`` finished and ``results/metrics.json`` present)
+        and ``complete`` (every cell and the analysis).
+    """
+    from fusion import paths
+
+    finished = finished_stages(root)
+    cells = train_cells(params)
+    done = sum(c in finished for c in cells)
+    analysed = "analyze" in finished and Path(root, paths.metrics_path()).exists()
+    return {
+        "done": done,
+        "total": len(cells),
+        "analysed": analysed,
+        "complete": analysed and done == len(cells),
+    }
+
+
+def study_status(params: Mapping[str, Any], root: str | Path = ".") -> str:
+    """One sentence on how far the run of ``params`` has got (recorded ``train`` cells, analysis).
+
+    The pipeline can span sessions; a page built before the ``analyze`` stage has
+    run says so instead of showing empty tables without a word. A cell counts
+    when ``dvc.lock`` records it with its outputs (:func:`finished_stages`; a
+    cell still running has a partial CSV).
+    """
+    progress = study_progress(params, root)
+    done, total = progress["done"], progress["total"]
+    if progress["complete"]:
+        return f"complete: all {total} training cells and the analysis have run."
     return (
-        f"in progress: {done} of {len(cells)} training cells (dataset × architecture × seed) have "
+        f"in progress: {done} of {total} training cells (dataset × architecture × seed) have "
         "finished and the `analyze` stage has not run on them yet, so the tables and figures "
         "below are empty; they fill in when `dvc repro` completes."
     )

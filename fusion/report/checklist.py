@@ -1,0 +1,613 @@
+"""The book's checklist of the paper: each item the paper reports, where the book shows it, and its status.
+
+The items are METHOD.md's method steps, baselines, protocol, datasets,
+architectures, claims and reference accuracies (the paper's settings are typed
+from METHOD.md into :data:`PAPER`; they are constants, not measurements). The
+status of every item is derived, never typed: from the run's settings
+(``params.yaml``), from which pipeline stages ``dvc.lock`` records with their
+outputs (:func:`fusion.report.inputs.finished_stages`, the count of
+:func:`fusion.report.inputs.study_progress`) and from ``results/metrics.json``
+(the verdict of the ``analyze`` stage). Rebuilding the page as the study runs
+moves items from *in progress* to *reproduced* or *partly*.
+
+Statuses:
+
+- *reproduced*: run to completion with the paper's setting;
+- *partly*: run to completion with a setting that differs from the paper's (why says how);
+- *in progress*: configured, but the stages it needs have not all finished;
+- *not run*: this profile does not run it;
+- *not possible*: the paper's setting is beyond this run's CPU budget (GPU-scale models).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fusion.report import inputs
+
+REPRODUCED = "reproduced"
+PARTLY = "partly"
+IN_PROGRESS = "in progress"
+NOT_RUN = "not run"
+NOT_POSSIBLE = "not possible"
+STATUSES = (REPRODUCED, PARTLY, IN_PROGRESS, NOT_RUN, NOT_POSSIBLE)
+#: sphinx-design badge of each status on the page.
+BADGES = {
+    REPRODUCED: "bdg-success",
+    PARTLY: "bdg-info",
+    IN_PROGRESS: "bdg-warning",
+    NOT_RUN: "bdg-light",
+    NOT_POSSIBLE: "bdg-dark",
+}
+COLUMNS = ["group", "item", "paper", "in this book", "status", "why"]
+
+#: The paper's settings, typed from METHOD.md (constants, not measurements).
+PAPER: dict[str, Any] = {
+    "fractions": [0.7, 0.15, 0.15],
+    "val_protocol": "pruned",
+    "surrogate": {"model": "alignn", "size": "paper", "epochs": 300},
+    "lam": 0.0,
+    "soap": {"r_cut": 5.0, "n_max": 8, "l_max": 6, "sigma": 0.5},
+    "gamma": 0.1,
+    "ratios": [0.2, 0.4, 0.6, 0.8],
+    "optimal_ratios": [round(0.005 * k, 3) for k in range(1, 21)],
+    "n_seeds": 5,
+    "datasets": {"matbench_dielectric": 4764, "matbench_jdft2d": 636, "matbench_perovskites": 18928},
+    "architectures": [
+        "alignn", "cgcnn", "comformer", "crystalframer", "deepergatgnn", "dimenetpp",
+        "matformer", "megnet", "potnet", "schnet", "sodnet",
+    ],
+    "size": "paper",
+    "epochs": 300,
+    "baselines": ["uncertainty", "weight", "diversity", "active"],
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the run has produced, as the checklist reads it.
+
+    Attributes:
+        params: The parsed ``params.yaml``.
+        finished: Stages that ``dvc.lock`` records with their outputs.
+        progress: :func:`fusion.report.inputs.study_progress`.
+        verdict: ``results/metrics.json``'s ``verdict`` (empty before the analysis).
+        prepared: Dataset key -> its ``prepare`` summary (``results/prepare/<key>/summary.json``).
+        soap: The SOAP settings of the fingerprints (``fusion.fingerprints.SOAP_PARAMS``).
+    """
+
+    params: Mapping[str, Any]
+    finished: frozenset[str]
+    progress: Mapping[str, Any]
+    verdict: Mapping[str, Mapping[str, str]]
+    prepared: Mapping[str, Mapping[str, Any]]
+    soap: Mapping[str, float]
+
+    def count(self, stage: str, items: Sequence[str] | None = None) -> tuple[int, int]:
+        """``(finished, expected)`` runs of a stage: one per item (``stage@item``), or the stage itself."""
+        names = [f"{stage}@{i}" for i in items] if items is not None else [stage]
+        return sum(n in self.finished for n in names), len(names)
+
+
+def gather(params: Mapping[str, Any], root: str | Path = ".") -> Evidence:
+    """Read what the checklist needs from the run's files.
+
+    Args:
+        params: The parsed ``params.yaml``.
+        root: Repository root. Defaults to the working directory.
+    """
+    from fusion import paths
+    from fusion.fingerprints import SOAP_PARAMS
+
+    metrics = inputs.read_json(Path(root, paths.metrics_path()))
+    return Evidence(
+        params=params,
+        finished=frozenset(inputs.finished_stages(root)),
+        progress=inputs.study_progress(params, root),
+        verdict=metrics.get("verdict", {}) or {},
+        prepared={
+            k: inputs.read_json(Path(root, paths.prepare_dir(k), "summary.json")) for k in params["datasets"]
+        },
+        soap=dict(SOAP_PARAMS),
+    )
+
+
+# ----------------------------------------------------------------------------- status rules
+
+
+def staged(
+    done: int, total: int, what: str, deviations: Sequence[str] = (), gpu: bool = False
+) -> tuple[str, str]:
+    """The status of an item that needs ``total`` stage runs, ``done`` of which have finished.
+
+    Args:
+        done: Finished runs.
+        total: Runs the profile configures (0: it runs none).
+        what: What a run is, plural (``"training cells"``).
+        deviations: How this run's setting differs from the paper's (empty: it does not).
+        gpu: The deviations are the paper's GPU-scale setting, beyond the CPU budget.
+
+    Returns:
+        ``(status, why)``.
+    """
+    dev = "; ".join(deviations)
+    if gpu and deviations:
+        return NOT_POSSIBLE, f"{dev}: the paper's setting needs a GPU, beyond this run's CPU budget"
+    if total == 0:
+        return NOT_RUN, f"this profile runs no {what}"
+    if done < total:
+        then = f"; when done, partly: {dev}" if dev else ""
+        return IN_PROGRESS, f"{done} of {total} {what} have finished{then}"
+    if deviations:
+        return PARTLY, dev
+    return REPRODUCED, f"all {total} {what} have finished, with the paper's setting"
+
+
+def analysed(ev: Evidence, deviations: Sequence[str] = (), verdict: str | None = None) -> tuple[str, str]:
+    """The status of an item the ``analyze`` stage computes from the whole training matrix.
+
+    Args:
+        ev: The run's evidence.
+        deviations: How this run's setting differs from the paper's.
+        verdict: Key of the claim in ``metrics.json``'s ``verdict`` whose status and reason are quoted.
+    """
+    p = ev.progress
+    if not p["complete"]:
+        where = (
+            f"{p['done']} of {p['total']} training cells have finished"
+            if p["done"] < p["total"]
+            else f"all {p['total']} training cells have finished"
+        )
+        dev = f"; when done, partly: {'; '.join(deviations)}" if deviations else ""
+        return IN_PROGRESS, f"{where} and the analysis has not run on all of them{dev}"
+    found = ""
+    if verdict is not None:
+        v = ev.verdict.get(verdict, {})
+        found = f"verdict: {v.get('status', 'not evaluated')}" + (
+            f" ({v['reason']})" if v.get("reason") else ""
+        )
+    why = "; ".join([*(d for d in deviations), *([found] if found else [])])
+    return (PARTLY if deviations else REPRODUCED), why or "analysed over the complete training matrix"
+
+
+def _epochs(epochs: Any) -> str:
+    return "epochs chosen on validation" if epochs == "tuned" else f"{epochs} epochs"
+
+
+def _surrogate(unc: Mapping[str, Any]) -> str:
+    """``cgcnn at the cpu size, epochs chosen on validation`` (against the paper's ALIGNN)."""
+    paper = PAPER["surrogate"]
+    return (
+        f"{unc.get('model')} at the {unc.get('size')} size, {_epochs(unc.get('epochs'))} "
+        f"(paper: {paper['model'].upper()} at the {paper['size']} size, {paper['epochs']} epochs)"
+    )
+
+
+def _fmt(values: Sequence[float], pct: bool = True) -> str:
+    return ", ".join(f"{100 * v:g} %" if pct else f"{v:g}" for v in values)
+
+
+def scale_deviations(params: Mapping[str, Any]) -> list[str]:
+    """How the trained models differ from the paper's: architectures, size, epochs, data, validation."""
+    out = []
+    archs = list(params["architectures"])
+    paper = [a for a in archs if a in PAPER["architectures"]]
+    if set(PAPER["architectures"]) - set(archs):
+        out.append(f"{len(paper)} of {len(PAPER['architectures'])} architectures ({', '.join(archs)})")
+    train = params.get("train", {})
+    if train.get("size", PAPER["size"]) != PAPER["size"]:
+        out.append(f"{train['size']} size")
+    if train.get("epochs", PAPER["epochs"]) != PAPER["epochs"]:
+        out.append(f"{_epochs(train['epochs'])} (paper: {PAPER['epochs']})")
+    out += data_deviations(params)
+    if params.get("val_protocol", "fixed") != PAPER["val_protocol"]:
+        out.append("fixed validation set")
+    return out
+
+
+def data_deviations(params: Mapping[str, Any]) -> list[str]:
+    """The paper's datasets this run leaves out or subsamples."""
+    names = {spec["name"]: (key, spec) for key, spec in params["datasets"].items()}
+    out = []
+    for name, n in PAPER["datasets"].items():
+        if name not in names:
+            out.append(f"{name} not run")
+        elif names[name][1].get("limit"):
+            out.append(f"{names[name][0]}: {names[name][1]['limit']:,} of {n:,} records")
+    return out
+
+
+# ----------------------------------------------------------------------------- the items
+
+
+@dataclass(frozen=True)
+class Item:
+    """One item of the paper and the rule that gives its status.
+
+    Attributes:
+        name: A short name.
+        paper: What the paper reports (from METHOD.md).
+        book: Where the book shows it (a MyST cross-reference).
+        rule: Returns ``(status, why)``.
+    """
+
+    name: str
+    paper: str
+    book: str
+    rule: Callable[[], tuple[str, str]]
+
+
+def ref(label: str, text: str, role: str = "numref") -> str:
+    """A MyST cross-reference: ``numref`` to a figure or table (``%s`` is its number), ``ref``, ``doc``."""
+    return f"{{{role}}}`{text} <{label}>`"
+
+
+def _cells(ev: Evidence) -> tuple[int, int]:
+    """``(finished, expected)`` training cells."""
+    return ev.progress["done"], ev.progress["total"]
+
+
+def _method_items(ev: Evidence) -> list[Item]:
+    p, keys = ev.params, list(ev.params["datasets"])
+    unc = p.get("uncertainty", {})
+    fractions = [float(f) for f in p.get("prepare", {}).get("fractions", PAPER["fractions"])]
+    split_dev = [] if fractions == PAPER["fractions"] else [f"fractions {_fmt(fractions)}"]
+    unc_dev = (
+        [] if all(str(unc.get(k, v)) == str(v) for k, v in PAPER["surrogate"].items()) else [_surrogate(unc)]
+    )
+    soap_dev = [f"{k} = {ev.soap.get(k)}" for k, v in PAPER["soap"].items() if ev.soap.get(k) != v]
+    compression = p.get("fingerprints", {}).get("compression", "off")
+    if compression != "off":
+        soap_dev.append(f"dscribe's {compression} compression (the full spectrum does not fit in memory)")
+    gamma = float(p.get("prune", {}).get("gamma", PAPER["gamma"]))
+    lam = float(unc.get("lam", PAPER["lam"]))
+    val = p.get("val_protocol", "fixed")
+    scored = ev.count("uncertainty", keys)
+    pruned = ev.count("prune", keys)
+    return [
+        Item(
+            "Split",
+            "random 70/15/15 train/validation/test split per seed; the test set never changes",
+            ref("tbl-datasets", "Data, Table %s"),
+            lambda: staged(*ev.count("prepare", keys), "prepare runs (one per dataset)", split_dev),
+        ),
+        Item(
+            "Pruned pool",
+            "pruning acts on the training and validation parts together",
+            ref("tbl-protocol", "Results, Table %s"),
+            lambda: _pool_status(ev, val),
+        ),
+        Item(
+            "Evidential surrogate",
+            "a GNN with a Deep Evidential Regression head (NIG likelihood, evidence regulariser 0.01) "
+            "scores every structure: U_ale = β/(α−1), U_epi = β/(ν(α−1))",
+            ref("sec-method-equations", "Method: the method as equations", "ref"),
+            lambda: staged(*scored, "uncertainty runs (one per dataset)"),
+        ),
+        Item(
+            "Surrogate backbone",
+            "ALIGNN (4 ALIGNN + 4 GCN layers, hidden 256), 300 epochs, AdamW at 1e-3",
+            ref("/stages/uncertainty", "Pipeline record: uncertainty", "doc"),
+            lambda: staged(*scored, "uncertainty runs (one per dataset)", unc_dev, gpu=True),
+        ),
+        Item(
+            "Uncertainty score",
+            "U = σ(Λ U_epi − U_ale), Λ = 0 (cross-model): noisy structures get a low U",
+            ref("fig-signs", "Method, Figure %s"),
+            lambda: staged(
+                *scored,
+                "uncertainty runs (one per dataset)",
+                [] if lam == PAPER["lam"] else [f"Λ = {lam:g} (paper: 0)"],
+            ),
+        ),
+        Item(
+            "SOAP fingerprint",
+            "SOAP (r_cut 5 Å, n_max 8, l_max 6, σ 0.5), multiplicity-weighted mean over "
+            "symmetry-unique sites, L2-normalised",
+            ref("tbl-bench-compression", "Performance, Table %s"),
+            lambda: staged(*ev.count("fingerprints", keys), "fingerprint runs (one per dataset)", soap_dev),
+        ),
+        Item(
+            "Redundancy weight",
+            "W = exp(−γ d_NN), γ = 0.1, d_NN the distance to the nearest other structure",
+            ref("fig-u-vs-w", "Method, Figure %s"),
+            lambda: staged(
+                *pruned, "prune runs (one per dataset)", [] if gamma == PAPER["gamma"] else [f"γ = {gamma:g}"]
+            ),
+        ),
+        Item(
+            "Importance and selection",
+            "I = U / W; remove the largest set whose mean I stays ≤ ε (the longest prefix of I sorted "
+            "ascending); ε found by binary search for a target ratio and reported beside it",
+            ref("fig-ranking", "Method, Figure %s"),
+            lambda: staged(*pruned, "prune runs (one per dataset)"),
+        ),
+        Item(
+            "Retrain and evaluate",
+            "each architecture trained from scratch on the kept pool, MAE on the fixed test set",
+            ref("fig-mae", "Results, Figure %s"),
+            lambda: staged(*_cells(ev), "training cells", scale_deviations(p)),
+        ),
+    ]
+
+
+def _pool_status(ev: Evidence, val: str) -> tuple[str, str]:
+    """Step 1's pool: the main study prunes it when ``val_protocol`` is ``pruned``; else the protocol stage, once."""
+    if val == PAPER["val_protocol"]:
+        return staged(*_cells(ev), "training cells")
+    keys = list(ev.params.get("protocol", {}).get("datasets", []))
+    where = ", ".join(keys) or "no dataset"
+    dev = [f"the main study prunes the training part only; the paper's protocol is repeated once, on {where}"]
+    return staged(*ev.count("protocol", keys), "protocol runs", dev)
+
+
+def _grid(params: Mapping[str, Any]) -> dict[str, list[float]]:
+    """Method -> the ratios the prune stage runs it at."""
+    prune = params.get("prune", {})
+    grid: dict[str, list[float]] = {
+        m: [float(r) for r in prune.get("ratios", [])] for m in prune.get("methods", [])
+    }
+    for m in prune.get("baselines", []):
+        grid[m] = sorted(set(grid.get(m, [])) | {float(r) for r in prune.get("baseline_ratios", [])})
+    return grid
+
+
+#: Method -> (item name, what the paper runs).
+BASELINES = {
+    "random": ("Random", "random pruning (the reference of every comparison)"),
+    "uncertainty": ("Uncertainty only", "rank by U"),
+    "weight": ("Weight only", "rank by the weighting factor W: prune the most redundant"),
+    "diversity": ("Diversity", "diversity sampling: k-center greedy on the SOAP fingerprints"),
+    "active": ("Active learning", "an ensemble grows a small random set by its largest disagreement"),
+}
+
+
+def _baseline_items(ev: Evidence) -> list[Item]:
+    grid = _grid(ev.params)
+
+    def rule(method: str) -> tuple[str, str]:
+        ratios = grid.get(method, [])
+        if not ratios:
+            return NOT_RUN, f"this profile does not run {method}"
+        dev = [] if set(PAPER["ratios"]) <= set(ratios) else [f"at {_fmt(ratios)} only (paper: 20 to 80 %)"]
+        return staged(*_cells(ev), "training cells", dev)
+
+    link = ref("tbl-significance", "Results, Table %s")
+    return [Item(name, text, link, lambda m=m: rule(m)) for m, (name, text) in BASELINES.items()]
+
+
+def _protocol_items(ev: Evidence) -> list[Item]:
+    p = ev.params
+    ratios = [float(r) for r in p.get("prune", {}).get("ratios", [])]
+    ratio_dev = [] if set(PAPER["ratios"]) <= set(ratios) else [f"ratios {_fmt(ratios)}"]
+    n_seeds = len(p["seeds"])
+    seed_dev = [] if n_seeds >= PAPER["n_seeds"] else [f"{n_seeds} of {PAPER['n_seeds']} seeds"]
+    opt, ood = p.get("optimal", {}), p.get("ood", {})
+    opt_keys, ood_keys = list(opt.get("datasets", [])), list(ood.get("datasets", []))
+    paper_keys = {k for k, spec in p["datasets"].items() if spec["name"] in PAPER["datasets"]}
+    opt_dev = []
+    if [round(float(r), 4) for r in opt.get("ratios", [])] != PAPER["optimal_ratios"]:
+        opt_dev.append(f"ratios {_fmt(opt.get('ratios', []))} (paper: 0.5 to 10 % in 0.5 % steps)")
+    if paper_keys - set(opt_keys):
+        opt_dev.append(f"on {', '.join(opt_keys) or 'no dataset'} only")
+    ood_dev = [f"on {', '.join(ood_keys) or 'no dataset'} only"] if paper_keys - set(ood_keys) else []
+    if len(ood.get("seeds", p["seeds"])) < PAPER["n_seeds"]:
+        ood_dev.append(f"{len(ood['seeds'])} of {PAPER['n_seeds']} seeds")
+    return [
+        Item(
+            "Pruning ratios",
+            "0, 20, 40, 60 and 80 % of the pool removed",
+            ref("fig-mae", "Results, Figure %s"),
+            lambda: staged(*_cells(ev), "training cells", ratio_dev),
+        ),
+        Item(
+            "Seeds",
+            "5 seeds",
+            ref("tbl-significance", "Results, Table %s"),
+            lambda: staged(*_cells(ev), "training cells", seed_dev),
+        ),
+        Item(
+            "Significance",
+            "test MAE compared across seeds with significance tests",
+            ref("tbl-significance", "Results, Table %s"),
+            lambda: analysed(ev),
+        ),
+        Item(
+            "Optimal pruning point",
+            "a search over 0 to 10 % removed in 0.5 % steps",
+            ref("tbl-optimal", "Results, Table %s"),
+            lambda: staged(*ev.count("optimal", opt_keys), "optimal-point runs", opt_dev),
+        ),
+        Item(
+            "Out of distribution",
+            "leave-one-cluster-out splits on SOAP clusters",
+            ref("tbl-ood", "Results, Table %s"),
+            lambda: staged(*ev.count("ood", ood_keys), "OOD runs", ood_dev),
+        ),
+    ]
+
+
+def _data_items(ev: Evidence) -> list[Item]:
+    p = ev.params
+    by_name = {spec["name"]: key for key, spec in p["datasets"].items()}
+
+    def rule(name: str, n: int) -> tuple[str, str]:
+        key = by_name.get(name)
+        if key is None:
+            return NOT_RUN, f"{name} is not in this profile's datasets"
+        limit = p["datasets"][key].get("limit")
+        dev = [f"a seeded random {limit:,} of {n:,} records"] if limit else []
+        read = ev.prepared.get(key, {}).get("n_read")
+        if read is not None and int(read) != n:
+            dev.append(f"{int(read):,} records read (paper: {n:,})")
+        cells = [c for c in inputs.train_cells(p) if c.startswith(f"train@{key}-")]
+        return staged(sum(c in ev.finished for c in cells), len(cells), f"training cells of {key}", dev)
+
+    link = ref("tbl-datasets", "Data, Table %s")
+    out = [
+        Item(
+            name.removeprefix("matbench_"),
+            f"{name} ({n:,} structures)",
+            link,
+            lambda name=name, n=n: rule(name, n),
+        )
+        for name, n in PAPER["datasets"].items()
+    ]
+    archs = list(p["architectures"])
+    size = p.get("train", {}).get("size", PAPER["size"])
+    arch_dev = []
+    if set(PAPER["architectures"]) - set(archs):
+        arch_dev.append(f"{len(set(archs) & set(PAPER['architectures']))} of 11 trained ({', '.join(archs)})")
+    if size != PAPER["size"]:
+        arch_dev.append(f"at the {size} size")
+    out.append(
+        Item(
+            "Architectures",
+            "11 architectures at their published sizes: CGCNN, MEGNet, SchNet, DeeperGATGNN, ALIGNN, "
+            "DimeNet++, SODNet, Matformer, PotNet, ComFormer, CrystalFramer",
+            ref("tbl-cross", "Results, Table %s"),
+            lambda: staged(*_cells(ev), "training cells", arch_dev, gpu=True),
+        )
+    )
+    return out
+
+
+def _claim_items(ev: Evidence) -> list[Item]:
+    p = ev.params
+    scale = scale_deviations(p)
+    grid = _grid(p)
+    jdft2d = any(spec["name"] == "matbench_jdft2d" for spec in p["datasets"].values())
+
+    def vs_diversity() -> tuple[str, str]:
+        if not jdft2d or 0.8 not in grid.get("diversity", []) or 0.8 not in grid.get("fusion_neg", []):
+            return NOT_RUN, "needs jdft2d with FUSION (s = −1) and diversity at 80 %"
+        return analysed(ev, scale, "beats_diversity_jdft2d_80")
+
+    def optimal() -> tuple[str, str]:
+        done, total = ev.count("optimal", list(p.get("optimal", {}).get("datasets", [])))
+        if total == 0:
+            return NOT_RUN, "this profile runs no optimal-point search"
+        if done < total:
+            return IN_PROGRESS, f"{done} of {total} optimal-point runs have finished"
+        return analysed(ev, scale, "optimal_point")
+
+    return [
+        Item(
+            "FUSION vs random",
+            "FUSION beats random pruning by 1.91 to 13.65 % (average 6.36 %) across datasets",
+            ref("tbl-paper", "Against the paper, Table %s"),
+            lambda: analysed(ev, scale, "beats_random"),
+        ),
+        Item(
+            "Optimal point",
+            "removing 0 to 8 % of the training data at the optimal point improves MAE by up to 12.67 %",
+            ref("tbl-optimal", "Results, Table %s"),
+            optimal,
+        ),
+        Item(
+            "FUSION vs diversity",
+            "on jdft2d at 80 % pruning, FUSION's MAE is 12.7 % below diversity sampling's",
+            ref("tbl-paper", "Against the paper, Table %s"),
+            vs_diversity,
+        ),
+        Item(
+            "Reference accuracies",
+            "Matbench v0.1 MAEs on full data (CGCNN: perovskites 0.0452 eV/cell, jdft2d 49.24 meV/atom, "
+            "dielectric 0.5988)",
+            ref("tbl-accuracy", "Results, Table %s"),
+            lambda: analysed(ev, data_deviations(p)),
+        ),
+        Item(
+            "MAE against the fraction removed",
+            "test MAE at each pruning ratio for every method, architecture and dataset (the main results)",
+            ref("fig-mae", "Results, Figure %s"),
+            lambda: analysed(ev, scale),
+        ),
+    ]
+
+
+GROUPS = ("Method", "Baselines", "Protocol", "Data and architectures", "Claims, tables and figures")
+
+
+def checklist(params: Mapping[str, Any], root: str | Path = ".") -> pd.DataFrame:
+    """Every item the paper reports, where the book shows it, and its status in this run.
+
+    Args:
+        params: The parsed ``params.yaml`` (the active profile).
+        root: Repository root. Defaults to the working directory.
+
+    Returns:
+        One row per item: ``group`` (:data:`GROUPS`), ``item`` (a short name),
+        ``paper`` (what the paper reports, from METHOD.md), ``in this book`` (a
+        MyST cross-reference), ``status`` (one of :data:`STATUSES`) and ``why``.
+    """
+    return items(gather(params, root))
+
+
+def items(ev: Evidence) -> pd.DataFrame:
+    """:func:`checklist` from gathered evidence."""
+    rows = []
+    builders = (_method_items, _baseline_items, _protocol_items, _data_items, _claim_items)
+    for group, build in zip(GROUPS, builders, strict=True):
+        for item in build(ev):
+            status, why = item.rule()
+            rows.append((group, item.name, item.paper, item.book, status, why))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def counts(table: pd.DataFrame) -> dict[str, Any]:
+    """Items per status (``n_items``, ``n_reproduced``, ``n_partly``, ...) and a sentence, for glue."""
+    n = {status: int((table["status"] == status).sum()) for status in STATUSES}
+    out: dict[str, Any] = {"n_items": len(table)}
+    out.update({"n_" + status.replace(" ", "_"): k for status, k in n.items()})
+    parts = [f"{k} {status}" for status, k in n.items() if k]
+    out["checklist_summary"] = f"{len(table)} items: " + ", ".join(parts) + "."
+    return out
+
+
+def _cell(text: str) -> str:
+    """One list-table cell on one line (a cell's text may not contain a line break)."""
+    return " ".join(str(text).split()) or "–"
+
+
+def markdown(table: pd.DataFrame, group: str) -> str:
+    """One group of the checklist as a MyST ``list-table``, with a status badge per item.
+
+    Args:
+        table: :func:`checklist` output.
+        group: One of :data:`GROUPS`.
+
+    Raises:
+        KeyError: If ``table`` has no item of ``group``.
+    """
+    part = table[table["group"] == group]
+    if part.empty:
+        raise KeyError(f"no checklist item in group {group!r}; groups: {list(dict.fromkeys(table['group']))}")
+    out = ["```{list-table}", ":header-rows: 1", ":widths: 14 30 14 42", ":class: fusion-checklist", ""]
+    out += ["* - item", "  - the paper (METHOD.md)", "  - in this book", "  - status"]
+    for r in part.to_dict("records"):
+        out += [
+            f"* - **{_cell(r['item'])}**",
+            f"  - {_cell(r['paper'])}",
+            f"  - {_cell(r['in this book'])}",
+            f"  - {{{BADGES[r['status']]}}}`{r['status']}` {_cell(r['why'])}",
+        ]
+    return "\n".join([*out, "```", ""])
+
+
+def run_status(progress: Mapping[str, Any]) -> str:
+    """One sentence on the training matrix and the analysis (:func:`fusion.report.inputs.study_progress`)."""
+    done, total = progress["done"], progress["total"]
+    if progress["complete"]:
+        return (
+            f"complete: all {total} training cells (dataset × architecture × seed) and the analysis have run."
+        )
+    analysis = (
+        "the analysis has not run on all of them" if progress["analysed"] else "the analysis has not run yet"
+    )
+    return f"in progress: {done} of {total} training cells (dataset × architecture × seed) have finished and {analysis}."
