@@ -101,8 +101,14 @@ def scheduler_address(scheduler: str | None = None) -> str | None:
     return dask.config.get("scheduler-address", None) or None
 
 
+MIN_ITEMS = 200
+"""Below this many records a local cluster costs more to start (seconds) than it saves."""
+
+
 @contextlib.contextmanager
-def workers(n_workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
+def workers(
+    n_workers: int | None = None, scheduler: str | None = None, n_items: int | None = None
+) -> Iterator[Any]:
     """Provide a Dask client for the duration of a ``with`` block.
 
     Args:
@@ -111,11 +117,13 @@ def workers(n_workers: int | None = None, scheduler: str | None = None) -> Itera
             ``None``.
         scheduler: Address of an existing scheduler; see :func:`scheduler_address`.
             Defaults to ``None``.
+        n_items: Records the block will process, if known: below
+            :data:`MIN_ITEMS` no local cluster is started. Defaults to None.
 
     Yields:
         A ``distributed.Client``, or ``None`` when one local worker is asked
-        for: the work then runs serially in this process, and no cluster is
-        started.
+        for (or too few items): the work then runs serially in this process,
+        and no cluster is started.
     """
     address = scheduler_address(scheduler)
     if address:
@@ -125,7 +133,7 @@ def workers(n_workers: int | None = None, scheduler: str | None = None) -> Itera
             yield client
         return
     n = resolve_workers(n_workers)
-    if n == 1:
+    if n == 1 or (n_items is not None and n_items < MIN_ITEMS):
         yield None
         return
     from distributed import Client, LocalCluster

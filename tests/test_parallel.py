@@ -175,3 +175,8 @@ def test_training_runs_on_workers_equal_serial_rows_in_order(tmp_path):
     assert rerun.reused == 3
     # Reused rows come from the CSV, which stores 10 significant digits.
     assert [r["test_mae"] for r in again] == pytest.approx([r["test_mae"] for r in parallel], rel=1e-9)
+
+
+def test_too_few_items_start_no_cluster():
+    with dask.config.set({"scheduler-address": None}), workers(2, n_items=10) as client:
+        assert client is None

@@ -49,7 +49,7 @@ def run(
         warnings.simplefilter("ignore")
         structures = [Structure.from_str(c, fmt="cif") for c in cifs]
     species = dataset_species(structures)
-    with dask_workers(workers, scheduler) as client:
+    with dask_workers(workers, scheduler, n_items=len(structures)) as client:
         X = soap_fingerprints(structures, species, compression, progress=False, client=client)
     save_fingerprints(paths.fingerprints_path(key), ids, X, {"species": species, "compression": compression})
     d_nn = nearest_neighbor_distance(X)

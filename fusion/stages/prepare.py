@@ -47,11 +47,12 @@ def run(
     Returns:
         The dataset summary (also written to ``summary.json``).
     """
-    from fusion.data import load_dataset, target_unit
+    from fusion.data import load_dataset, read_records, target_unit
     from fusion.parallel import workers as dask_workers
     from fusion.splits import random_split, save_split
 
-    with warnings.catch_warnings(), dask_workers(workers, scheduler) as client:
+    n_raw = len(read_records(name, data_dir))
+    with warnings.catch_warnings(), dask_workers(workers, scheduler, n_items=n_raw) as client:
         warnings.simplefilter("ignore")
         ds = load_dataset(name, target, data_dir, cutoff=cutoff, progress=False, client=client)
     n_valid = len(ds)
