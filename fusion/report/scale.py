@@ -100,7 +100,7 @@ def _nn_seconds(n: float, rates: dict[str, Any]) -> tuple[float, str]:
         (n1, t1), (n2, t2) = exact[0], exact[-1]
         b = math.log(t2 / t1) / math.log(n2 / n1)
         return t2 * (n / n2) ** b, "exact"
-    return rates["nn_ivf_1e6"] * (n / 1e6) ** IVF_EXPONENT, "IVF (approximate)"
+    return rates["nn_ivf_1e6"] * (n / 1e6) ** IVF_EXPONENT, "IVF"
 
 
 def projection(
@@ -139,7 +139,7 @@ def projection(
             parts = {
                 "featurisation": soap_h,
                 "nearest neighbours": nn_h,
-                "surrogate (100 epochs)": 100 * epoch_h,
+                "surrogate": 100 * epoch_h,
             }
             rows.append(
                 {
@@ -155,3 +155,91 @@ def projection(
                 }
             )
     return pd.DataFrame(rows)
+
+
+_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _hours(h: float) -> str:
+    """A duration in the unit that reads best (s, min, h or days)."""
+    s = h * 3600
+    if s < 120:
+        return f"{s:.0f} s"
+    if h < 2:
+        return f"{s / 60:.0f} min"
+    if h < 48:
+        return f"{h:.1f} h"
+    return f"{h / 24:.0f} days"
+
+
+def projection_display(proj: pd.DataFrame) -> pd.DataFrame:
+    """:func:`projection` as the Performance page shows it (durations in readable units)."""
+    if proj.empty:
+        return proj
+    return pd.DataFrame(
+        {
+            "structures": [
+                f"10{str(round(math.log10(n))).translate(_SUPERSCRIPT)}" for n in proj["structures"]
+            ],
+            "workers": proj["workers"].to_numpy(),
+            "featurisation": [_hours(h) for h in proj["featurisation (h)"]],
+            "nearest neighbours": [
+                f"{_hours(h)} ({s})"
+                for h, s in zip(proj["nearest neighbours (h)"], proj["search"], strict=True)
+            ],
+            "surrogate epoch": [_hours(h) for h in proj["surrogate epoch (h)"]],
+            "fingerprints": [
+                f"{g:,.0f} GB" + ("" if fits else ", too big for one worker")
+                for g, fits in zip(proj["fingerprints (GB)"], proj["index fits one worker"], strict=True)
+            ],
+            "dominant": proj["dominant"].to_numpy(),
+        }
+    )
+
+
+def measured_table(folder: str | Path = "benchmarks/results") -> pd.DataFrame:
+    """The real-data run of ``bench_scale.py``, one row per worker count (empty when not run).
+
+    Args:
+        folder: The committed benchmark results. Defaults to ``benchmarks/results``.
+
+    Returns:
+        Structures, seconds per step, SOAP rate, peak memory (GB) and the
+        speed-up over one worker.
+    """
+    scale = _read(Path(folder), "scale")
+    if not scale or not scale.get("real"):
+        return pd.DataFrame()
+    one = scale["real"][0]["total_seconds"]
+    return pd.DataFrame(
+        {
+            "workers": [r["workers"] for r in scale["real"]],
+            "structures": [f"{r['structures']:,}" for r in scale["real"]],
+            "checks (s)": [r["check_seconds"] for r in scale["real"]],
+            "SOAP (s)": [r["soap_seconds"] for r in scale["real"]],
+            "nearest neighbours (s)": [r["nn_seconds"] for r in scale["real"]],
+            "selection (s)": [r["selection_seconds"] for r in scale["real"]],
+            "total (s)": [r["total_seconds"] for r in scale["real"]],
+            "peak memory (GB)": [r["peak_rss_gb"] for r in scale["real"]],
+            "speed-up": [round(one / r["total_seconds"], 2) for r in scale["real"]],
+        }
+    )
+
+
+def status(folder: str | Path = "benchmarks/results") -> dict[str, str]:
+    """Sentences for the page: whether the real-data run exists, and where each rate comes from."""
+    scale = _read(Path(folder), "scale")
+    rates = measured_rates(folder)
+    if scale and scale.get("real"):
+        said = (
+            f"bench_scale.py ran on {scale['records']:,} records; the fingerprints of 1 and 2 workers are "
+            + ("bitwise equal." if scale.get("bitwise_equal_1_vs_2_workers") else "NOT equal.")
+        )
+    else:
+        said = (
+            "bench_scale.py has not been run on an idle machine yet (the two cores were busy with the "
+            "default study), so there is no real-data measurement at this scale; the projection below "
+            "uses the rates of the smaller benchmarks."
+        )
+    sources = "; ".join(f"{k}: {v}" for k, v in rates["sources"].items()) or "no benchmark results"
+    return {"scale_status": said, "scale_sources": sources}
