@@ -32,121 +32,45 @@ single-threaded workers, opened only when a step has at least
 input order: the kept ids never depend on the number of workers. Without the
 run's client a step runs in this process; it never starts a cluster of its own.
 
-This module holds that computation (:func:`prune`, the surrogate's hold-out
-:func:`surrogate_split`); the options and their checks are in
-:mod:`fusion.prune_options`, the result, its files and its warnings in
-:mod:`fusion.prune_result`, the working folder in :mod:`fusion.prune_cache` and
-``report.html`` in :mod:`fusion.prune_report`.
+This module holds the run (:func:`prune`); the steps that compute the four
+artefacts, the run's Dask client and the surrogate's hold-out
+(:func:`surrogate_split`, re-exported here) are in :mod:`fusion.prune_steps`,
+the options and their checks in :mod:`fusion.prune_options`, the result, its
+files and its warnings in :mod:`fusion.prune_result`, the working folder in
+:mod:`fusion.prune_cache` and ``report.html`` in :mod:`fusion.prune_report`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from fusion.data import CrystalDataset, DataError
 from fusion.prune_cache import WorkDir
-from fusion.prune_options import (
-    NEEDS_U,
-    NEEDS_X,
-    OptionError,
-    check_options,
-    check_scheduler,
-    resolve_device,
-)
+from fusion.prune_options import NEEDS_U, NEEDS_X, OptionError, check_options, check_scheduler
 from fusion.prune_result import PruneResult, ratio_shift, shift_warning, spread_warnings
+from fusion.prune_steps import (
+    VAL_FRACTION,
+    Digest,
+    Workers,
+    compute_fingerprints,
+    load_dataset,
+    surrogate_scores,
+    surrogate_split,
+)
 
-T = TypeVar("T")
+__all__ = ["MIN_PARALLEL", "VAL_FRACTION", "prune", "surrogate_split"]
 
-#: Held-out fraction of the pool for the surrogate's early stopping.
-VAL_FRACTION = 0.1
 #: Steps on fewer records run in this process: starting local workers would cost
 #: more than it saves (an external ``scheduler`` is used whatever the size).
 MIN_PARALLEL = 200
-
-
-def surrogate_split(n: int, seed: int, val_fraction: float = VAL_FRACTION) -> tuple[np.ndarray, np.ndarray]:
-    """Training and validation positions of :func:`fusion.uncertainty.train_surrogate`'s hold-out.
-
-    Mirrors that function's split (a test checks that they agree), so that the
-    median predictor is scored on the very records the surrogate is validated on.
-
-    Args:
-        n: Pool size, at least 2.
-        seed: The surrogate's seed.
-        val_fraction: Held-out fraction. Defaults to 0.1.
-
-    Returns:
-        ``(train, val)``: sorted positions in the pool.
-    """
-    n_val = min(n - 1, max(1, round(val_fraction * n)))
-    perm = np.random.default_rng(seed).permutation(n)
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-
-
-class _Workers:
-    """The run's one Dask client: opened on first need, closed when the run ends.
-
-    Args:
-        n: Local worker processes (resolved from ``n_jobs``).
-        address: An external scheduler's address, or None for a local cluster.
-        stack: The run's exit stack, which closes the client.
-    """
-
-    def __init__(self, n: int, address: str | None, stack: contextlib.ExitStack) -> None:
-        self.n = n
-        self.address = address
-        self._stack = stack
-        self._client: Any = None
-        self.opened = False
-
-    def open(self) -> Any:
-        """The client, opened (or connected) the first time."""
-        if not self.opened:
-            from fusion.parallel import workers
-
-            try:
-                self._client = self._stack.enter_context(workers(self.n, self.address))
-            except (OSError, TimeoutError) as exc:
-                raise OptionError(f"--scheduler {self.address}: cannot connect ({exc})") from exc
-            self.opened = True
-        return self._client
-
-    def client(self, n_items: int) -> Any:
-        """The client for a step over ``n_items`` records, or None to run it in this process."""
-        if self.address is None and (self.n == 1 or n_items < MIN_PARALLEL):
-            return None
-        return self.open()
-
-    def chunk_size(self, n_items: int, default: int) -> int:
-        """Records per task: a few tasks per worker when the step runs on the client, else ``default``."""
-        client = self.client(n_items)
-        if client is None:
-            return default
-        n_workers = self.n if self.address is None else len(client.scheduler_info()["workers"])
-        return max(1, min(default, math.ceil(n_items / (4 * max(1, n_workers)))))
-
-
-def _cached(
-    workdir: WorkDir | None,
-    kind: str,
-    parts: Callable[[], dict[str, Any]],
-    compute: Callable[[], T],
-    save: Callable[[T, Path], None],
-    load: Callable[[Path], T],
-) -> T:
-    """``compute()``, through the working folder when there is one (``parts`` only evaluated then)."""
-    if workdir is None:
-        return compute()
-    return workdir.fetch(kind, parts(), compute, save, load)
 
 
 def prune(
@@ -234,126 +158,61 @@ def prune(
         fusion.userdata.BadRecordsError: Without ``skip_bad``, listing every bad record.
         fusion.data.DataError: Unreadable input, or fewer than 2 valid records.
     """
-    from fusion.fingerprints import COMPRESSIONS, DEFAULT_COMPRESSION
-    from fusion.parallel import resolve_workers, scheduler_address
+    from fusion.parallel import resolve_workers
 
     t0 = time.perf_counter()
     ratio_list = [float(r) for r in ([ratios] if isinstance(ratios, int | float) else ratios)]
-    compression = DEFAULT_COMPRESSION if compression is None else compression
-    check_options(
-        ratios=ratio_list,
-        method=method,
-        model=model,
-        size=size,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        patience=patience,
-        gamma=gamma,
-        n_jobs=n_jobs,
-        device=device,
-        aleatoric_sign=aleatoric_sign,
-        workdir=workdir,
-    )
-    if compression not in COMPRESSIONS:
-        raise OptionError(
-            f"--compression: unknown mode {compression!r}; choose one of {', '.join(COMPRESSIONS)}"
-        )
-    address = scheduler_address(scheduler)
-    check_scheduler(address, "--scheduler" if scheduler else "DASK_SCHEDULER_ADDRESS")
-    if not isinstance(data, CrystalDataset) and target is None:
-        raise OptionError("--target is required")
-    wd = None if workdir is None else WorkDir(Path(workdir))
-
-    with contextlib.ExitStack() as stack:
-        pool = _Workers(resolve_workers(n_jobs), address, stack)
-        if address is not None:
-            pool.open()  # an unreachable scheduler fails before any work
-        ds, source = _load(data, target, pool, wd, skip_bad=skip_bad, progress=progress)
-        target = ds.target if target is None else target
-        n = len(ds)
-        if n < 2:
-            raise DataError(f"{source}: need at least 2 valid records, got {n}")
-        y = np.asarray(ds.targets, dtype=np.float64)
-        digest = _Digest(ds)
-
-        nan = np.full(n, np.nan)
-        X, d_nn, W = None, nan.copy(), nan.copy()
-        if method in NEEDS_X:
-            from fusion.selection import nearest_neighbor_distance, redundancy_weight
-
-            X = _fingerprints(ds, compression, pool, wd, digest, progress)
-            d_nn = nearest_neighbor_distance(X)
-            W = redundancy_weight(d_nn, gamma)
-
-        U, u_ale, u_epi = nan.copy(), nan.copy(), nan.copy()
-        surrogate = None
-        if method in NEEDS_U:
-            U, u_ale, u_epi, surrogate = _surrogate_scores(
-                ds,
-                y,
-                model=model,
-                size=size,
-                epochs=epochs,
-                batch_size=batch_size,
-                lr=lr,
-                patience=patience,
-                device=device,
-                lam=lam,
-                aleatoric_sign=aleatoric_sign,
-                seed=seed,
-                pool=pool,
-                workdir=wd,
-                digest=digest,
-                progress=progress,
-            )
-        workers_used = None if not pool.opened else ("scheduler" if address else pool.n)
-
-    from fusion.selection import importance, select
-
-    selections = {}
-    for r in ratio_list:
-        selections[r] = select(
-            method,
-            r,
-            ids=ds.ids,
-            seed=seed,
-            U=U if method in NEEDS_U else None,
-            X=X,
-            gamma=gamma,
-            **({"d_nn": d_nn} if method in {"fusion", "weight"} else {}),
-            **({"y": y} if method == "active" else {}),
-        )
-    scores = pd.DataFrame(
-        {
-            "id": ds.ids,
-            "target": y,
-            "U": U,
-            "W": W,
-            "I": importance(U, W),
-            "d_nn": d_nn,
-            "u_ale": u_ale,
-            "u_epi": u_epi,
-        }
-    ).set_index("id")
-
-    warns = spread_warnings(U, W, d_nn, method, gamma)
-    if surrogate is not None and surrogate["val_mae"] >= surrogate["median_val_mae"]:
-        warns.append(
-            f"the surrogate is no better than predicting the median: validation MAE "
-            f"{surrogate['val_mae']:.4g} vs {surrogate['median_val_mae']:.4g} (its U may not mean much; "
-            "try more --epochs or another --model)"
-        )
-    shift = {r: ratio_shift(y, sel) for r, sel in selections.items()}
-    warns += [w for r in ratio_list if (w := shift_warning(r, shift[r])) is not None]
-    options = {
-        "model": model if method in NEEDS_U else None,
+    train = {
+        "model": model,
         "size": size,
         "epochs": epochs,
         "batch_size": batch_size,
         "lr": lr,
         "patience": patience,
         "device": device,
+    }
+    compression, address = _checked_options(
+        data,
+        target,
+        ratio_list,
+        method,
+        compression,
+        scheduler,
+        train,
+        gamma=gamma,
+        n_jobs=n_jobs,
+        aleatoric_sign=aleatoric_sign,
+        workdir=workdir,
+    )
+    wd = None if workdir is None else WorkDir(Path(workdir))
+
+    with contextlib.ExitStack() as stack:
+        pool = Workers(resolve_workers(n_jobs), address, stack, MIN_PARALLEL)
+        if address is not None:
+            pool.open()  # an unreachable scheduler fails before any work
+        ds, source = load_dataset(data, target, pool, wd, skip_bad=skip_bad, progress=progress)
+        if len(ds) < 2:
+            raise DataError(f"{source}: need at least 2 valid records, got {len(ds)}")
+        scores = _score(
+            ds,
+            method,
+            compression,
+            gamma,
+            train,
+            lam=lam,
+            aleatoric_sign=aleatoric_sign,
+            seed=seed,
+            pool=pool,
+            workdir=wd,
+            progress=progress,
+        )
+        workers_used = None if not pool.opened else ("scheduler" if address else pool.n)
+
+    selections = _select_per_ratio(method, ratio_list, ds.ids, scores, seed=seed, gamma=gamma)
+    shift = {r: ratio_shift(scores.y, sel) for r, sel in selections.items()}
+    options = {
+        **train,
+        "model": model if method in NEEDS_U else None,
         "lambda": lam,
         "aleatoric_sign": aleatoric_sign,
         "gamma": gamma,
@@ -367,281 +226,177 @@ def prune(
     }
     return PruneResult(
         data=source,
-        target=str(target),
+        target=str(ds.target if target is None else target),
         method=method,
         ids=list(ds.ids),
-        scores=scores,
+        scores=scores.frame(ds.ids),
         selections=selections,
         skipped=ds.skipped.reset_index(drop=True),
-        surrogate=surrogate,
+        surrogate=scores.surrogate,
         shift=shift,
-        warnings=warns,
+        warnings=_warnings(scores, method, gamma, ratio_list, shift),
         options=options,
         seconds=time.perf_counter() - t0,
         artefacts={} if wd is None else dict(wd.record),
-        fingerprints=X,
+        fingerprints=scores.X,
     )
 
 
-class _Digest:
-    """Content digests of a dataset, computed on first use (keys of the working folder's artefacts)."""
-
-    def __init__(self, ds: CrystalDataset) -> None:
-        self.ds = ds
-        self._structures: str | None = None
-
-    @property
-    def structures(self) -> str:
-        """:func:`fusion.prune_cache.structures_digest` of the dataset."""
-        if self._structures is None:
-            from fusion.prune_cache import structures_digest
-
-            self._structures = structures_digest(self.ds.ids, self.ds.structures)
-        return self._structures
-
-    @property
-    def targets(self) -> str:
-        """:func:`fusion.prune_cache.targets_digest` of the dataset."""
-        from fusion.prune_cache import targets_digest
-
-        return targets_digest(np.asarray(self.ds.targets, dtype=np.float64))
-
-
-def _load(
+def _checked_options(
     data: str | Path | CrystalDataset,
     target: str | None,
-    pool: _Workers,
-    workdir: WorkDir | None,
+    ratios: list[float],
+    method: str,
+    compression: str | None,
+    scheduler: str | None,
+    train: dict[str, Any],
     *,
-    skip_bad: bool,
-    progress: bool,
-) -> tuple[CrystalDataset, str]:
-    """The checked dataset and a name for it; bad records raise unless ``skip_bad``.
+    gamma: float,
+    n_jobs: int,
+    aleatoric_sign: int,
+    workdir: str | Path | None,
+) -> tuple[str, str | None]:
+    """Check every option before any data are read: ``(compression in use, scheduler address or None)``.
 
-    Every record is checked once, bad ones kept in ``skipped``, and that is what
-    the working folder holds, so that a run with ``skip_bad`` after one without
-    reuses it.
+    ``train`` holds the surrogate's options (model, size, epochs, batch_size, lr,
+    patience, device); the address is ``scheduler``, else ``DASK_SCHEDULER_ADDRESS``.
     """
-    if isinstance(data, CrystalDataset):
-        return data, data.name
-    from fusion import prune_cache, userdata
-    from fusion.data import DEFAULT_CUTOFF
+    from fusion.fingerprints import COMPRESSIONS, DEFAULT_COMPRESSION
+    from fusion.parallel import scheduler_address
 
-    def collect() -> CrystalDataset:
-        client = pool.client(_estimated_records(Path(data)))
-        return userdata.collect_user_data(
-            data, target, errors="skip", n_jobs=1, progress=progress, client=client
-        )
-
-    ds = _cached(
-        workdir,
-        "structures",
-        lambda: {"input": prune_cache.input_signature(data), "target": target, "cutoff": DEFAULT_CUTOFF},
-        collect,
-        prune_cache.save_pickle,
-        prune_cache.load_pickle,
+    compression = DEFAULT_COMPRESSION if compression is None else compression
+    check_options(
+        ratios=ratios,
+        method=method,
+        **train,
+        gamma=gamma,
+        n_jobs=n_jobs,
+        aleatoric_sign=aleatoric_sign,
+        workdir=workdir,
     )
-    if len(ds.skipped) and not skip_bad:
-        raise userdata.BadRecordsError(str(data), ds.skipped, len(ds) + len(ds.skipped))
-    return ds, str(data)
+    if compression not in COMPRESSIONS:
+        raise OptionError(
+            f"--compression: unknown mode {compression!r}; choose one of {', '.join(COMPRESSIONS)}"
+        )
+    address = scheduler_address(scheduler)
+    check_scheduler(address, "--scheduler" if scheduler else "DASK_SCHEDULER_ADDRESS")
+    if not isinstance(data, CrystalDataset) and target is None:
+        raise OptionError("--target is required")
+    return compression, address
 
 
-def _estimated_records(path: Path) -> int:
-    """About how many records an input holds, before reading it (decides whether to start workers).
+@dataclass
+class _Scores:
+    """The pool's per-record scores (NaN where the method does not use them) and the surrogate's quality."""
 
-    A CIF folder: its ``.cif`` files; a file: one record per kB (a small
-    crystal's CIF, JSON or extended-XYZ text), five per kB when gzipped.
-    """
-    if path.is_dir():
-        with os.scandir(path) as entries:
-            return sum(1 for e in entries if e.name.lower().endswith(".cif"))
-    if path.is_file():
-        per_kb = 5 if path.name.lower().endswith(".gz") else 1
-        return per_kb * path.stat().st_size // 1000
-    return 0
+    y: np.ndarray
+    X: np.ndarray | None
+    d_nn: np.ndarray
+    W: np.ndarray
+    U: np.ndarray
+    u_ale: np.ndarray
+    u_epi: np.ndarray
+    surrogate: dict[str, Any] | None
+
+    def frame(self, ids: Sequence[str]) -> pd.DataFrame:
+        """The scores by id (:attr:`fusion.prune_result.PruneResult.scores`), with ``I = U / W``."""
+        from fusion.selection import importance
+
+        return pd.DataFrame(
+            {
+                "id": ids,
+                "target": self.y,
+                "U": self.U,
+                "W": self.W,
+                "I": importance(self.U, self.W),
+                "d_nn": self.d_nn,
+                "u_ale": self.u_ale,
+                "u_epi": self.u_epi,
+            }
+        ).set_index("id")
 
 
-def _fingerprints(
+def _score(
     ds: CrystalDataset,
+    method: str,
     compression: str,
-    pool: _Workers,
-    workdir: WorkDir | None,
-    digest: _Digest,
-    progress: bool,
-) -> np.ndarray:
-    """SOAP fingerprints of the dataset, through the working folder."""
-    from fusion import fingerprints, prune_cache
-
-    def compute() -> np.ndarray:
-        return fingerprints.soap_fingerprints(
-            ds.structures,
-            fingerprints.dataset_species(ds.structures),
-            compression,
-            n_jobs=1,
-            progress=progress,
-            chunk_size=pool.chunk_size(len(ds), 64),
-            client=pool.client(len(ds)),
-        )
-
-    return _cached(
-        workdir,
-        "fingerprints",
-        lambda: {"structures": digest.structures, "n": len(ds), "compression": compression},
-        compute,
-        prune_cache.save_array,
-        prune_cache.load_array,
-    )
-
-
-def _graph_parts(digest: _Digest) -> dict[str, Any]:
-    from fusion.graphs import DEFAULT_CUTOFF, DEFAULT_MAX_NEIGHBORS
-
-    return {
-        "structures": digest.structures,
-        "targets": digest.targets,
-        "n": len(digest.ds),
-        "cutoff": DEFAULT_CUTOFF,
-        "max_neighbors": DEFAULT_MAX_NEIGHBORS,
-    }
-
-
-def _graphs(
-    ds: CrystalDataset, pool: _Workers, workdir: WorkDir | None, digest: _Digest, progress: bool
-) -> list[Any]:
-    """Graphs of the dataset (targets in ``y``), through the working folder."""
-    from fusion import featurize, graphs, prune_cache
-
-    meta = {"cutoff": graphs.DEFAULT_CUTOFF, "max_neighbors": graphs.DEFAULT_MAX_NEIGHBORS}
-
-    def compute() -> list[Any]:
-        return featurize.graphs(
-            ds.structures,
-            ds.targets,
-            ds.ids,
-            meta["cutoff"],
-            meta["max_neighbors"],
-            kind="structure",
-            n_workers=1,
-            client=pool.client(len(ds)),
-            progress=progress,
-            chunk_size=pool.chunk_size(len(ds), featurize.CHUNK),
-        )
-
-    return _cached(
-        workdir,
-        "graphs",
-        lambda: _graph_parts(digest),
-        compute,
-        lambda g, path: prune_cache.save_graph_list(g, path, meta),
-        lambda path: prune_cache.load_graph_list(path, meta),
-    )
-
-
-def _surrogate_scores(
-    ds: CrystalDataset,
-    y: np.ndarray,
+    gamma: float,
+    train: dict[str, Any],
     *,
-    model: str,
-    size: str,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    patience: int,
-    device: str,
     lam: float,
     aleatoric_sign: int,
     seed: int,
-    pool: _Workers,
+    pool: Workers,
     workdir: WorkDir | None,
-    digest: _Digest,
     progress: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-    """Train the evidential surrogate once and score the pool: ``(U, u_ale, u_epi, quality)``.
+) -> _Scores:
+    """Score the pool once for all ratios: fingerprints, ``d_nn`` and ``W``, then ``U``, where the method uses them.
 
-    The working folder holds the raw uncertainties ``u_ale`` and ``u_epi``
-    (independent of Lambda and s), the trainer's numbers and the weights; the
-    graphs are only built (or loaded) when the surrogate has to be trained.
+    ``train`` holds the surrogate's options (:func:`fusion.prune_steps.surrogate_scores`).
     """
-    from fusion import prune_cache, uncertainty
-    from fusion.stats import median_predictor_mae
-    from fusion.train import TrainConfig
+    y = np.asarray(ds.targets, dtype=np.float64)
+    digest = Digest(ds)
 
-    dev = resolve_device(device)
-    fresh: dict[str, np.ndarray] = {}
+    nan = np.full(len(ds), np.nan)
+    X, d_nn, W = None, nan.copy(), nan.copy()
+    if method in NEEDS_X:
+        from fusion.selection import nearest_neighbor_distance, redundancy_weight
 
-    def train() -> dict[str, Any]:
-        graphs = _graphs(ds, pool, workdir, digest, progress)
-        config = TrainConfig(
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            patience=patience,
+        X = compute_fingerprints(ds, compression, pool, workdir, digest, progress)
+        d_nn = nearest_neighbor_distance(X)
+        W = redundancy_weight(d_nn, gamma)
+
+    U, u_ale, u_epi = nan.copy(), nan.copy(), nan.copy()
+    surrogate = None
+    if method in NEEDS_U:
+        U, u_ale, u_epi, surrogate = surrogate_scores(
+            ds,
+            y,
+            **train,
+            lam=lam,
+            aleatoric_sign=aleatoric_sign,
             seed=seed,
-            device=dev,
+            pool=pool,
+            workdir=workdir,
+            digest=digest,
             progress=progress,
         )
-        net, result = uncertainty.train_surrogate(
-            graphs, model, size, config=config, val_fraction=VAL_FRACTION, seed=seed
-        )
-        u_ale, u_epi, U = uncertainty.score_pool(net, result, graphs, lam, aleatoric_sign)
-        fresh["U"] = np.asarray(U)
-        state = net.state_dict() if hasattr(net, "state_dict") else None
-        return {
-            "u_ale": np.asarray(u_ale, dtype=np.float64),
-            "u_epi": np.asarray(u_epi, dtype=np.float64),
-            "train": {
-                "val_mae": float(result.val_mae),
-                "epochs_run": int(result.epochs_run),
-                "best_epoch": int(result.best_epoch),
-                "seconds": float(result.seconds),
-                "target_mean": float(getattr(result, "target_mean", 0.0)),
-                "target_std": float(getattr(result, "target_std", 1.0)),
-            },
-            "state_dict": None if state is None else {k: v.detach().cpu() for k, v in state.items()},
-        }
+    return _Scores(y=y, X=X, d_nn=d_nn, W=W, U=U, u_ale=u_ale, u_epi=u_epi, surrogate=surrogate)
 
-    art = _cached(
-        workdir,
-        "surrogate",
-        lambda: {
-            "graphs": prune_cache.cache_key("graphs", _graph_parts(digest)),
-            "model": model,
-            "size": size,
-            "epochs": epochs,
-            "patience": patience,
-            "batch_size": batch_size,
-            "lr": lr,
-            "seed": seed,
-            "val_fraction": VAL_FRACTION,
-            "device": dev,
-        },
-        train,
-        prune_cache.save_surrogate,
-        prune_cache.load_surrogate,
-    )
-    u_ale, u_epi = art["u_ale"], art["u_epi"]
-    reused = "U" not in fresh
-    if reused and workdir is not None:
-        workdir.record.setdefault(
-            "graphs", {"status": "not needed (surrogate reused)", "path": None, "key": None}
+
+def _select_per_ratio(
+    method: str, ratios: list[float], ids: Sequence[str], scores: _Scores, *, seed: int, gamma: float
+) -> dict[float, Any]:
+    """One :func:`fusion.selection.select` per ratio, on the same scores."""
+    from fusion.selection import select
+
+    return {
+        r: select(
+            method,
+            r,
+            ids=ids,
+            seed=seed,
+            U=scores.U if method in NEEDS_U else None,
+            X=scores.X,
+            gamma=gamma,
+            **({"d_nn": scores.d_nn} if method in {"fusion", "weight"} else {}),
+            **({"y": scores.y} if method == "active" else {}),
         )
-    U = uncertainty.uncertainty_score(u_ale, u_epi, lam, aleatoric_sign) if reused else fresh["U"]
-    t = art["train"]
-    tr, val = surrogate_split(len(ds), seed, VAL_FRACTION)
-    quality = {
-        "model": model,
-        "size": size,
-        "val_mae": float(t["val_mae"]),
-        "median_val_mae": median_predictor_mae(y[tr], y[val]),
-        "n_train": len(tr),
-        "n_val": len(val),
-        "epochs_run": int(t["epochs_run"]),
-        "max_epochs": epochs,
-        "best_epoch": int(t["best_epoch"]),
-        "stopped_early": int(t["epochs_run"]) < epochs,
-        "patience": patience,
-        "device": dev,
-        "seconds": round(float(t["seconds"]), 2),
-        "reused": reused,
+        for r in ratios
     }
-    return np.asarray(U), np.asarray(u_ale), np.asarray(u_epi), quality
+
+
+def _warnings(
+    scores: _Scores, method: str, gamma: float, ratios: list[float], shift: dict[float, Any]
+) -> list[str]:
+    """What deserves a look: scores that barely vary, a surrogate no better than the median, shifted targets."""
+    warns = spread_warnings(scores.U, scores.W, scores.d_nn, method, gamma)
+    q = scores.surrogate
+    if q is not None and q["val_mae"] >= q["median_val_mae"]:
+        warns.append(
+            f"the surrogate is no better than predicting the median: validation MAE "
+            f"{q['val_mae']:.4g} vs {q['median_val_mae']:.4g} (its U may not mean much; "
+            "try more --epochs or another --model)"
+        )
+    warns += [w for r in ratios if (w := shift_warning(r, shift[r])) is not None]
+    return warns
