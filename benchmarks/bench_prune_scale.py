@@ -1,0 +1,134 @@
+"""`fusion prune` on 10,000 structures of 20-150 atoms: wall time and peak memory (target: 15 min, 4 GB).
+
+The input is made from real Materials Project cells (``data/mp_mtcgcnn``): a
+seeded sample of records, each turned into a supercell along its shortest
+lattice vectors until it holds a seeded random number of atoms between 20 and
+150 (cells already above 150 atoms are skipped), written as a JSON list of
+``{id, structure (CIF), formation_energy_per_atom}`` like a user's own file.
+The supercells repeat their unit cell, so their SOAP fingerprints equal the
+unit cell's: a realistic case of redundancy, which the selection should find.
+
+Each method runs as the command a user types (``fusion prune``, all cores,
+default options), with the wall time and the peak resident memory of the
+process and its Dask workers sampled every 0.2 s. Run it on an otherwise idle
+machine::
+
+    python benchmarks/bench_prune_scale.py                  # 10,000 structures: fusion, then random
+    python benchmarks/bench_prune_scale.py --n 200 --methods random   # a quick check of the script
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_scale import PeakMemory
+
+from fusion.data import read_records
+
+RESULTS = Path(__file__).parent / "results"
+TARGET = "formation_energy_per_atom"
+
+
+def make_input(n: int, path: Path, seed: int = 0, lo: int = 20, hi: int = 150) -> dict[str, Any]:
+    """Write ``n`` supercells of 20-150 atoms to ``path``; return their size statistics."""
+    from pymatgen.core import Structure
+
+    rng = np.random.default_rng(seed)
+    raw = read_records("mp_mtcgcnn")
+    order = rng.permutation(len(raw))
+    out, sizes = [], []
+    for k in order:
+        if len(out) == n:
+            break
+        r = raw[int(k)]
+        s = Structure.from_str(r["structure"], fmt="cif")
+        if len(s) > hi:
+            continue
+        want = int(rng.integers(lo, hi + 1))
+        mult = [1, 1, 1]
+        # Grow along the shortest repeated edge until the cell holds at least `want` atoms.
+        while len(s) * int(np.prod(mult)) < want:
+            lengths = np.array(s.lattice.abc) * mult
+            mult[int(np.argmin(lengths))] += 1
+        if len(s) * int(np.prod(mult)) > hi:
+            mult[int(np.argmax(mult))] -= 1
+        big = s * mult
+        if not lo <= len(big) <= hi:
+            continue
+        out.append(
+            {
+                "id": f"{r['id']}-x{'x'.join(map(str, mult))}",
+                "structure": big.to(fmt="cif"),
+                TARGET: r[TARGET],
+            }
+        )
+        sizes.append(len(big))
+    path.write_text(json.dumps(out))
+    return {
+        "structures": len(out),
+        "atoms_mean": float(np.mean(sizes)),
+        "atoms_min": min(sizes),
+        "atoms_max": max(sizes),
+    }
+
+
+def run_prune(data: Path, out: Path, method: str, extra: list[str]) -> dict[str, Any]:
+    """One ``fusion prune`` run as a user types it; wall time, peak memory and its summary."""
+    cmd = [str(Path(sys.executable).parent / "fusion"), "prune", "--data", str(data), "--target", TARGET,
+           "--out-dir", str(out), "--method", method, "--ratio", "0.4", "--quiet", *extra]  # fmt: skip
+    t0 = time.perf_counter()
+    with PeakMemory() as mem:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - t0
+    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
+    return {
+        "method": method,
+        "returncode": proc.returncode,
+        "seconds": round(seconds, 1),
+        "peak_rss_gb": round(mem.peak / 1e9, 2),
+        "summary": summary,
+        "stderr_tail": proc.stderr[-2000:] if proc.returncode else "",
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=10_000, help="structures (default 10,000)")
+    ap.add_argument("--methods", nargs="+", default=["fusion", "random"])
+    ap.add_argument("--out", type=Path, default=RESULTS / "prune_scale.json")
+    ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more fusion prune options")
+    args = ap.parse_args()
+    res: dict[str, Any] = {
+        "machine": {"cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg()},
+        "targets": {"seconds": 900, "peak_rss_gb": 4.0},
+    }
+    with tempfile.TemporaryDirectory(prefix="fusion-prune-scale-") as tmp:
+        data = Path(tmp) / "supercells.json"
+        res["input"] = make_input(args.n, data)
+        print(res["input"], flush=True)
+        res["runs"] = []
+        for method in args.methods:
+            entry = run_prune(data, Path(tmp) / method, method, args.extra)
+            entry["meets_targets"] = bool(
+                entry["returncode"] == 0 and entry["seconds"] <= 900 and entry["peak_rss_gb"] <= 4.0
+            )
+            res["runs"].append(entry)
+            print({k: v for k, v in entry.items() if k != "summary"}, flush=True)
+    res["machine"]["load_average_at_end"] = os.getloadavg()
+    args.out.write_text(json.dumps(res, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
