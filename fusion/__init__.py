@@ -14,6 +14,8 @@ Subpackages and modules:
     selection: the FUSION selector and its five baselines.
     prune_api: the whole prune of a dataset (``fusion prune``'s engine), with its
         options in prune_options and its result, files and warnings in prune_result.
+    prune_steps: the engine's steps (load, fingerprints, graphs, surrogate scores),
+        each computing one artefact once for all ratios, cached in the working folder.
 """
 
 __version__ = "0.1.0"

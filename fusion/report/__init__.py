@@ -24,7 +24,9 @@ Modules:
 - :mod:`~fusion.report.benchmarks`: the performance page (benchmark results and targets);
 - :mod:`~fusion.report.checklist`: the paper checklist page (each item of the paper, its
   counterpart in the book and its status, derived from the run's files);
-- :mod:`~fusion.report.explore`: the method page's interactive fingerprint map (plotly).
+- :mod:`~fusion.report.explore`: the method page's interactive fingerprint map (plotly);
+- :mod:`~fusion.report.architectures`: the method page's table of the 11 architectures (paper,
+  atom embedding, geometry, sizes with computed parameter counts, departures from the paper).
 
 The Sphinx extension that serves MathJax and plotly.js offline is part of the book,
 not of this package: ``book/_ext/offline.py``.
