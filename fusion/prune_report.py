@@ -17,7 +17,7 @@ offline, and can be mailed as is. Sections, in order:
   crosses epsilon where the removal set ends);
 * **Target distribution**: histograms of the kept and removed targets per ratio;
 * **Fingerprint map**: the first two principal components of the SOAP
-  fingerprints (:func:`fingerprint_pca`, a numpy SVD), kept and removed coloured;
+  fingerprints (:func:`fusion.report.explore.pca`), kept and removed coloured;
 * **Warnings** and, with a working folder, what was reused.
 
 A panel whose quantity the method does not compute (``random`` has neither U
@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from fusion.report.explore import pca
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -86,35 +88,6 @@ def _ratio_colors(n: int) -> list[str]:
 
     names = ["blue", "orange", "bluish_green", "reddish_purple", "sky_blue", "vermillion", "black"]
     return [palette.OKABE_ITO[names[k % len(names)]] for k in range(n)]
-
-
-def fingerprint_pca(X: np.ndarray, k: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Project fingerprints on their first ``k`` principal components (numpy SVD).
-
-    Args:
-        X: ``[n, n_features]`` fingerprints.
-        k: Components. Defaults to 2.
-
-    Returns:
-        ``(coords, explained)``: ``[n, k]`` coordinates (columns past the rank
-        are zero) and the fraction of the variance each component explains.
-        Each component's sign is fixed so that its largest loading is positive
-        (the map does not flip between runs).
-    """
-    Xc = np.asarray(X, dtype=np.float64)
-    Xc = Xc - Xc.mean(axis=0)
-    _, s, vt = np.linalg.svd(Xc, full_matrices=False)
-    m = min(k, vt.shape[0])
-    comps = vt[:m]
-    signs = np.sign(comps[np.arange(m), np.abs(comps).argmax(axis=1)])
-    comps = comps * np.where(signs == 0, 1.0, signs)[:, None]
-    coords = np.zeros((len(Xc), k))
-    coords[:, :m] = Xc @ comps.T
-    total = float((s**2).sum())
-    explained = np.zeros(k)
-    if total > 0:
-        explained[:m] = s[:m] ** 2 / total
-    return coords, explained
 
 
 def _png(fig: Figure) -> str:
@@ -228,7 +201,7 @@ def figure_map(result: PruneResult) -> tuple[Figure, np.ndarray] | None:
     """The fingerprint map per ratio and the explained variance, or None without fingerprints."""
     if result.fingerprints is None:
         return None
-    coords, explained = fingerprint_pca(result.fingerprints)
+    coords, explained = pca(result.fingerprints)
     fig = _kept_removed_scatter(
         result,
         coords[:, 0],

@@ -10,6 +10,7 @@ from test_prune_api import fake_surrogate, tiny_dataset  # noqa: F401 - the fixt
 from test_prune_workdir import make_cif_folder
 
 from fusion import cli, prune_api, prune_report
+from fusion.report.explore import pca
 
 T = prune_report.TITLES
 
@@ -66,13 +67,24 @@ def test_cli_writes_report_unless_no_report(tmp_path, capsys):
 def test_fingerprint_pca():
     rng = np.random.default_rng(0)
     line = np.outer(rng.normal(size=50), [3.0, 4.0, 0.0]) + 1.0
-    coords, explained = prune_report.fingerprint_pca(line)
+    coords, explained = pca(line)
     assert coords.shape == (50, 2)
     assert explained[0] == pytest.approx(1.0)
     assert explained[1] == pytest.approx(0.0, abs=1e-12)
     # distances along the line are kept: |PC1 difference| = |t difference| * 5
     t = (line[:, 0] - 1.0) / 3.0
     np.testing.assert_allclose(np.abs(coords[:, 0] - coords[0, 0]), 5 * np.abs(t - t[0]), atol=1e-9)
-    one_feature, explained = prune_report.fingerprint_pca(rng.normal(size=(5, 1)))
+    one_feature, explained = pca(rng.normal(size=(5, 1)))
     assert one_feature.shape == (5, 2)
     assert explained[1] == 0.0
+
+
+def test_pca_fits_on_a_sample_and_projects_every_row():
+    rng = np.random.default_rng(2)
+    t = rng.normal(size=3000)
+    X = (np.outer(t, [1.0, 2.0, 2.0]) + 0.5).astype(np.float32)
+    coords, explained = pca(X, max_fit=200)  # axes from 200 rows, all 3,000 projected
+    assert coords.shape == (3000, 2)
+    assert explained[0] == pytest.approx(1.0, abs=1e-6)
+    # Exact up to float32 rounding: every row lies on the fitted line, |PC1 step| = 3 |t step|.
+    np.testing.assert_allclose(np.abs(coords[:, 0] - coords[0, 0]), 3 * np.abs(t - t[0]), atol=1e-4)

@@ -58,41 +58,61 @@ class MapInfo:
     explained: tuple[float, float]
 
 
-def pca_2d_signed(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The first two principal components of the rows of ``X``, with a deterministic sign.
+def pca(X: np.ndarray, k: int = 2, max_fit: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``k`` principal components of the rows of ``X``, with a deterministic sign.
 
-    Computed from the centred Gram matrix (``n x n``), which is cheap for a few
-    thousand rows of tens of thousands of features. Each axis is oriented so that
-    its coordinate of largest magnitude is positive, so the same rows always give
-    the same picture (an SVD may return either sign).
+    The axes are fitted on at most ``max_fit`` rows (a seeded sample; all rows
+    when there are fewer), through the centred Gram matrix of those rows
+    (``m x m``: cheap for tens of thousands of features), and every row is then
+    projected on them, in chunks. So memory and time stay bounded for 10^4-10^5
+    fingerprints, and up to ``max_fit`` rows this is exact PCA. Each axis is
+    oriented so that its coordinate of largest magnitude is positive: the same
+    rows give the same picture, mirrored or shifted (an eigensolver may return
+    either sign).
 
     Args:
         X: ``[n, d]`` rows (any float dtype).
+        k: Components. Defaults to 2.
+        max_fit: Rows the axes are fitted on. Defaults to 2,000.
+        seed: Seed of that sample. Defaults to 0.
 
     Returns:
-        ``(coords [n, 2], explained_variance_ratio [2])``; zeros for fewer than two
-        distinct rows.
+        ``(coords [n, k], explained_variance_ratio [k])`` (of the fitted rows);
+        zeros past the rank, and for fewer than two rows.
     """
     X = np.asarray(X)
     n = len(X)
-    coords = np.zeros((n, 2))
+    coords, explained = np.zeros((n, k)), np.zeros(k)
     if n < 2:
-        return coords, np.zeros(2)
-    gram = (X @ X.T).astype(np.float64)
+        return coords, explained
+    fit = (
+        np.sort(np.random.default_rng(seed).choice(n, max_fit, replace=False))
+        if n > max_fit
+        else np.arange(n)
+    )
+    S = X[fit]
+    gram = (S @ S.T).astype(np.float64)
     row = gram.mean(axis=0)
     centred = gram - row[None, :] - row[:, None] + row.mean()
     vals, vecs = np.linalg.eigh((centred + centred.T) / 2)
-    order = np.argsort(vals)[::-1][:2]
+    order = np.argsort(vals)[::-1][:k]
     vals, vecs = np.clip(vals[order], 0.0, None), vecs[:, order]
-    k = len(vals)
-    coords[:, :k] = vecs * np.sqrt(vals)[None, :]
-    for j in range(k):
+    keep = vals > vals.max(initial=0.0) * 1e-12
+    if not keep.any():
+        return coords, explained
+    vals, vecs = vals[keep], vecs[:, keep]
+    mean = S.mean(axis=0, dtype=np.float64)
+    # Axes in feature space: (S - mean)^T v / sqrt(lambda), without copying S.
+    axes = (S.T @ vecs - np.outer(mean, vecs.sum(axis=0))) / np.sqrt(vals)[None, :]
+    m = len(vals)
+    for a in range(0, n, 4096):
+        coords[a : a + 4096, :m] = X[a : a + 4096] @ axes - mean @ axes
+    for j in range(m):
         if coords[np.argmax(np.abs(coords[:, j])), j] < 0:
             coords[:, j] *= -1
     total = float(np.trace(centred))
-    explained = np.zeros(2)
     if total > 0:
-        explained[:k] = vals / total
+        explained[:m] = vals / total
     return coords, explained
 
 
@@ -131,7 +151,7 @@ def fingerprint_map(
 ) -> tuple[Any, MapInfo]:
     """A hoverable 2-D map of one dataset's fingerprints, kept and removed for a chosen method and ratio.
 
-    Draws the first two principal components (:func:`pca_2d_signed`) of the
+    Draws the first two principal components (:func:`pca`) of the
     fingerprints of at most ``max_points`` records (a sample drawn with ``seed``
     when there are more). The records of the prunable pool (the rows of
     ``prune``) are coloured kept or removed by one ``<method>@<ratio>`` column;
@@ -172,7 +192,7 @@ def fingerprint_map(
     rows = np.arange(len(ids))
     if len(rows) > max_points:
         rows = np.sort(rng.choice(len(ids), size=max_points, replace=False))
-    coords, explained = pca_2d_signed(X[rows])
+    coords, explained = pca(X[rows])
     shown = [ids[i] for i in rows]
     rec = records.assign(id=records["id"].astype(str)).set_index("id")
     target = rec["target"].reindex(shown).to_numpy(dtype=np.float64)
