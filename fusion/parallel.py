@@ -107,7 +107,10 @@ MIN_ITEMS = 200
 
 @contextlib.contextmanager
 def workers(
-    n_workers: int | None = None, scheduler: str | None = None, n_items: int | None = None
+    n_workers: int | None = None,
+    scheduler: str | None = None,
+    n_items: int | None = None,
+    min_items: int = MIN_ITEMS,
 ) -> Iterator[Any]:
     """Provide a Dask client for the duration of a ``with`` block.
 
@@ -118,7 +121,10 @@ def workers(
         scheduler: Address of an existing scheduler; see :func:`scheduler_address`.
             Defaults to ``None``.
         n_items: Records the block will process, if known: below
-            :data:`MIN_ITEMS` no local cluster is started. Defaults to None.
+            ``min_items`` no local cluster is started. Defaults to None.
+        min_items: The smallest job worth a local cluster (a start costs a
+            few seconds): :data:`MIN_ITEMS` for SOAP, more for cheaper
+            steps. Defaults to :data:`MIN_ITEMS`.
 
     Yields:
         A ``distributed.Client``, or ``None`` when one local worker is asked
@@ -133,7 +139,7 @@ def workers(
             yield client
         return
     n = resolve_workers(n_workers)
-    if n == 1 or (n_items is not None and n_items < MIN_ITEMS):
+    if n == 1 or (n_items is not None and n_items < min_items):
         yield None
         return
     from distributed import Client, LocalCluster

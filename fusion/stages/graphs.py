@@ -43,7 +43,8 @@ def run(
 
     t0 = time.perf_counter()
     ids, cifs, y = cif_strings(key, name, data_dir)
-    with dask_workers(workers, scheduler, n_items=len(cifs)) as client:
+    # About 1 ms a graph: a cluster pays off only for tens of thousands.
+    with dask_workers(workers, scheduler, n_items=len(cifs), min_items=20_000) as client:
         graphs = featurize.graphs(cifs, y, ids, cutoff, max_neighbors, client=client)
     meta = {"cutoff": float(cutoff), "max_neighbors": int(max_neighbors)}
     save_graphs(paths.graphs_path(key), ids, graphs, meta)
