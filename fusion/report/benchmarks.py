@@ -21,6 +21,8 @@ BENCHMARKS: tuple[str, ...] = (
     "selection",
     "train_throughput",
     "cgcnn_parity",
+    "scale",
+    "prune_scale",
 )
 
 
@@ -85,6 +87,11 @@ def _graphs_row(data: dict[str, Any], method: str, field: str) -> float | None:
     return float(rows[0][field]) if rows else None
 
 
+def _prune_run(data: dict[str, Any], method: str, field: str) -> float | None:
+    rows = [r for r in data.get("runs", []) if r["method"] == method and r["returncode"] == 0]
+    return float(rows[0][field]) if rows else None
+
+
 def _selection_seconds(data: dict[str, Any], n: int) -> float | None:
     rows = [r for r in data.get("fusion", []) if r["n"] == n]
     return float(rows[0]["total_seconds"]) if rows else None
@@ -136,6 +143,20 @@ TARGETS: tuple[tuple[str, str, str, float, Any], ...] = (
         "<=",
         1.1,
         lambda d: d.get("mean", {}).get("ratio"),
+    ),
+    (
+        "prune_scale",
+        "fusion prune --method fusion, 10^4 cells of 20-150 atoms, 2 cores (s)",
+        "<=",
+        900,
+        lambda d: _prune_run(d, "fusion", "seconds"),
+    ),
+    (
+        "prune_scale",
+        "the same run's peak memory, with its workers (GB)",
+        "<=",
+        4,
+        lambda d: _prune_run(d, "fusion", "peak_rss_gb"),
     ),
 )
 
