@@ -85,10 +85,10 @@ STAGES: dict[str, dict[str, str]] = {
         "Writes `results/converge/<key>.csv`.",
         "params": 'key = "jdft2d"\narch = "cgcnn"\nseeds = [0]\nval_protocol = "fixed"\nratios = [0.0, 0.8]\n'
         'factor = 2.0\nsize = "cpu"\nepochs = "tuned"\nlr = "tuned"\nbudget = "epochs"\nbatch_size = 64\n'
-        "patience = None\nnum_threads = 1",
+        "patience = None\nnum_threads = 1\nworkers = 1\nscheduler = None",
         "show": 'result.pivot_table(index=["ratio", "seed"], columns="factor", values="test_mae")',
         "call": "converge.run(key, arch, seeds, val_protocol, ratios, factor, size, epochs, lr, budget, "
-        "batch_size, patience, num_threads)",
+        "batch_size, patience, num_threads, workers=workers, scheduler=scheduler)",
     },
     "protocol": {
         "title": "the paper's protocol once: validation pruned with the pool",
@@ -105,10 +105,11 @@ STAGES: dict[str, dict[str, str]] = {
         "text": "Writes `results/optimal/<key>.csv`; the `analyze` stage chooses the point on validation.",
         "params": 'key = "jdft2d"\narch = "cgcnn"\nseeds = [0]\nratios = [0.04]\n'
         'methods = ["random", "fusion_neg", "fusion_pos"]\ngamma = 0.1\nsize = "cpu"\nepochs = "tuned"\n'
-        'lr = "tuned"\nbudget = "steps"\nbatch_size = 64\npatience = None\nnum_threads = 1',
+        'lr = "tuned"\nbudget = "steps"\nbatch_size = 64\npatience = None\nnum_threads = 1\nworkers = 1\n'
+        "scheduler = None",
         "show": 'result.pivot_table(index="method", columns="ratio", values="test_mae")',
         "call": "optimal.run(key, arch, seeds, ratios, methods, gamma, size, epochs, lr, budget, batch_size, "
-        "patience, num_threads)",
+        "patience, num_threads, workers=workers, scheduler=scheduler)",
     },
     "ood": {
         "title": "leave-one-cluster-out on clusters of the SOAP fingerprints",

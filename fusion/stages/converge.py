@@ -10,12 +10,13 @@ the mean test MAE over those seeds changes by less than the stated threshold
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
 from fusion import paths
 from fusion.stages.common import RunLog, budget_epochs, load_graph_cache, load_split, train_config
-from fusion.stages.train import fit_or_reuse, kept_sets
+from fusion.stages.train import fit_all, kept_sets
 from fusion.stages.uncertainty import resolve
 
 
@@ -33,6 +34,8 @@ def run(
     batch_size: int = 64,
     patience: int | None = None,
     num_threads: int | None = 1,
+    workers: int | None = 1,
+    scheduler: str | None = None,
 ) -> pd.DataFrame:
     """Retrain random@ratio with ``factor`` x the budget and put it beside the ``train`` stage's run.
 
@@ -50,6 +53,9 @@ def run(
         batch_size: Batch size. Defaults to 64.
         patience: Early-stopping patience in epochs; None = no early stopping.
         num_threads: Torch threads. Defaults to 1.
+        workers: Dask workers training runs side by side (``None``: one per
+            core). Defaults to 1 (this process). The rows do not depend on it.
+        scheduler: Address of an existing Dask scheduler. Defaults to None.
 
     Returns:
         One row per (seed, ratio, budget factor 1 or ``factor``) with the test MAE.
@@ -57,6 +63,7 @@ def run(
     n_epochs, peak_lr = resolve(key, epochs, lr)
     graphs = load_graph_cache(key)
     log = RunLog(paths.converge_path(key))
+    runs, cells = [], []
     for seed in map(int, seeds):
         split = load_split(key, seed)
         table = pd.read_csv(paths.prune_path(key, seed), dtype={"id": str})
@@ -64,18 +71,32 @@ def run(
         for ratio in map(float, ratios):
             tr, va = kept_sets(table, split, "random", ratio, val_protocol)
             e = budget_epochs(round(n_epochs * factor), len(tr), len(split["train"]), budget)
-            cfg = train_config(e, batch_size, peak_lr, patience or e, seed, num_threads)
-            one = base.loc[("random", ratio)]
-            common = {"dataset": key, "arch": arch, "seed": seed, "ratio": ratio}
-            log.add({**common, "factor": 1.0, "epochs": int(one["epochs"]), "test_mae": float(one["test_mae"]),
+            runs.append(
+                (
+                    (tr, va, split["test"]),
+                    train_config(e, batch_size, peak_lr, patience or e, seed, num_threads),
+                )
+            )
+            cells.append(
+                ({"dataset": key, "arch": arch, "seed": seed, "ratio": ratio}, e, base.loc[("random", ratio)])
+            )
+
+    def row(k: int, res: dict[str, Any]) -> dict[str, Any]:
+        common, e, _ = cells[k]
+        return {
+            **common,
+            "factor": float(factor),
+            "epochs": e,
+            "test_mae": res["test_mae"],
+            "run_key": res["run_key"],
+        }
+
+    longer = fit_all(log, arch, size, graphs, runs, row, workers, scheduler)
+    rows = []
+    for (common, _, one), again in zip(cells, longer, strict=True):
+        # The train stage's run (factor 1) beside the longer one.
+        rows.append({**common, "factor": 1.0, "epochs": int(one["epochs"]), "test_mae": float(one["test_mae"]),
                      "run_key": ""})  # fmt: skip
-            res = fit_or_reuse(log, arch, size, graphs, (tr, va, split["test"]), cfg)
-            row = {
-                **common,
-                "factor": float(factor),
-                "epochs": e,
-                "test_mae": res["test_mae"],
-                "run_key": res["run_key"],
-            }
-            log.add(row)
+        rows.append(again)
+    log.rows = rows
     return log.frame().drop(columns="run_key")  # the key stays in the CSV; the page shows the results

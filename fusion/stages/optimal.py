@@ -10,6 +10,7 @@ against ratio 0 and against random at the same ratio.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,7 @@ from fusion.stages.common import (
     prunable_ids,
     train_config,
 )
-from fusion.stages.train import fit_or_reuse, kept_sets
+from fusion.stages.train import fit_all, kept_sets
 from fusion.stages.uncertainty import resolve
 
 
@@ -44,6 +45,8 @@ def run(
     batch_size: int = 64,
     patience: int | None = None,
     num_threads: int | None = 1,
+    workers: int | None = 1,
+    scheduler: str | None = None,
 ) -> pd.DataFrame:
     """Train ``arch`` on the training part minus small fractions removed by each method.
 
@@ -61,6 +64,9 @@ def run(
         batch_size: Batch size. Defaults to 64.
         patience: Early-stopping patience in epochs; None = no early stopping.
         num_threads: Torch threads. Defaults to 1.
+        workers: Dask workers training runs side by side (``None``: one per
+            core). Defaults to 1 (this process). The rows do not depend on it.
+        scheduler: Address of an existing Dask scheduler. Defaults to None.
 
     Returns:
         One row per (seed, method, ratio) with the val and test MAE; ratio 0 once per seed.
@@ -70,6 +76,7 @@ def run(
     records = load_records(key).set_index("id")
     grid = [("random", 0.0)] + [(m, float(r)) for m in methods for r in ratios if r > 0]
     log = RunLog(paths.optimal_path(key))
+    runs, cells = [], []
     for seed in map(int, seeds):
         split = load_split(key, seed)
         pool = prunable_ids(split, "fixed")
@@ -80,8 +87,17 @@ def run(
         for method, ratio in grid:
             tr, va = kept_sets(table, split, method, ratio, "fixed")
             e = budget_epochs(n_epochs, len(tr), len(split["train"]), budget)
-            cfg = train_config(e, batch_size, peak_lr, patience or e, seed, num_threads)
-            row = fit_or_reuse(log, arch, size, graphs, (tr, va, split["test"]), cfg)
-            row = {"dataset": key, "arch": arch, "seed": seed, **row}
-            log.add({**row, "method": method, "ratio": ratio})
+            runs.append(
+                (
+                    (tr, va, split["test"]),
+                    train_config(e, batch_size, peak_lr, patience or e, seed, num_threads),
+                )
+            )
+            cells.append((seed, method, ratio))
+
+    def row(k: int, res: dict[str, Any]) -> dict[str, Any]:
+        seed, method, ratio = cells[k]
+        return {"dataset": key, "arch": arch, "seed": seed, **res, "method": method, "ratio": ratio}
+
+    log.rows = fit_all(log, arch, size, graphs, runs, row, workers, scheduler)
     return log.frame().drop(columns="run_key")  # the key stays in the CSV; the page shows the results
