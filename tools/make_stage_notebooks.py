@@ -12,6 +12,7 @@ Usage: ``python tools/make_stage_notebooks.py [STAGE ...]``
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -195,11 +196,15 @@ def notebook(stage: str, spec: dict[str, str]) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    """Write the notebooks named in ``argv`` (all when none)."""
+    """Write the notebooks named in ``argv`` (all when none), formatted as ``make lint`` wants them."""
+    written = []
     for stage in argv or list(STAGES):
         path = Path("notebooks") / f"{stage}.ipynb"
         path.write_text(json.dumps(notebook(stage, STAGES[stage]), indent=1, ensure_ascii=False) + "\n")
+        written.append(str(path))
         print(path)
+    # The calls are written on one line; the project's formatter wraps the long ones.
+    subprocess.run([str(Path(sys.executable).parent / "ruff"), "format", "-q", *written], check=True)
     return 0
 
 
