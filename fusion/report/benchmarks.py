@@ -146,14 +146,14 @@ TARGETS: tuple[tuple[str, str, str, float, Any], ...] = (
     ),
     (
         "prune_scale",
-        "fusion prune --method fusion, 10^4 cells of 20-150 atoms, 2 cores (s)",
+        "fusion prune, 10^4 cells of 20-150 atoms (s)",
         "<=",
         900,
         lambda d: _prune_run(d, "fusion", "seconds"),
     ),
     (
         "prune_scale",
-        "the same run's peak memory, with its workers (GB)",
+        "the same run: peak memory (GB)",
         "<=",
         4,
         lambda d: _prune_run(d, "fusion", "peak_rss_gb"),
