@@ -171,7 +171,7 @@ def accuracy_display(accuracy: pd.DataFrame, units: Mapping[str, str]) -> tuple[
         (each dataset's outcome with the analysis' reason).
     """
     if accuracy.empty:
-        return pd.DataFrame(), {"n_gate_pass": 0, "n_gate": 0, "gate_sentence": "no unpruned runs yet."}
+        return pd.DataFrame(), {"n_gate_pass": 0, "n_gate": 0, "gate_sentence": "No unpruned runs yet."}
     rows, said = [], []
     for r in accuracy.itertuples():
         u = unit_of(units, r.dataset)
@@ -212,7 +212,7 @@ def convergence_display(
     if convergence.empty:
         return pd.DataFrame(), {
             "n_converged": 0, "n_convergence": 0,
-            "convergence_sentence": "no doubled-budget runs in this run.",
+            "convergence_sentence": "no doubled-budget runs in this run",
         }  # fmt: skip
     rows = []
     for r in convergence.itertuples():
