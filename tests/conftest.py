@@ -156,3 +156,24 @@ def assert_bitwise_equal(a: object, b: object, msg: str = "") -> None:
         assert a.dtype == b.dtype, f"{msg}: dtype {a.dtype} vs {b.dtype}"
         a, b = np.ascontiguousarray(a).view(np.uint8), np.ascontiguousarray(b).view(np.uint8)
     assert np.array_equal(a, b), msg
+
+
+def make_cif_folder(folder, n: int = 12, header=None, extra_rows=(), targets=None):
+    """Write ``n`` small crystals as ``<id>.cif`` plus ``id_prop.csv`` (a user's CIF folder).
+
+    Args:
+        folder: The folder to create.
+        n: Crystals (rock salt and CsCl types, slightly different cells). Defaults to 12.
+        header: A header line for ``id_prop.csv``. Defaults to none.
+        extra_rows: More ``id_prop.csv`` lines (e.g. bad records). Defaults to none.
+        targets: One target per crystal. Defaults to ``0.3 k + k mod 3``.
+    """
+    folder.mkdir()
+    rows = [header] if header else []
+    for k in range(n):
+        s = rocksalt(5.4 + 0.04 * k) if k % 2 else cscl(3.9 + 0.04 * k)
+        (folder / f"c{k}.cif").write_text(s.to(fmt="cif"))
+        rows.append(f"c{k},{0.3 * k + (k % 3) if targets is None else targets[k]}")
+    rows += list(extra_rows)
+    (folder / "id_prop.csv").write_text("\n".join(rows) + "\n")
+    return folder

@@ -12,25 +12,12 @@ import warnings
 
 import pandas as pd
 import pytest
-from conftest import cscl, rocksalt
+from conftest import cscl, make_cif_folder, rocksalt
 
 from fusion import cli
 
 BROKEN_CIF = "data_broken\n_cell_length_a 3.0\nloop_\n_atom_site_label\nthis is not a cif\n"
 N = 12
-
-
-def make_cif_folder(folder, n=N, header=None, extra_rows=()):
-    """Write ``n`` small crystals as ``<id>.cif`` plus ``id_prop.csv`` (header line if given)."""
-    folder.mkdir()
-    rows = [header] if header else []
-    for k in range(n):
-        s = rocksalt(5.4 + 0.04 * k) if k % 2 else cscl(3.9 + 0.04 * k)
-        (folder / f"c{k}.cif").write_text(s.to(fmt="cif"))
-        rows.append(f"c{k},{0.3 * k + (k % 3)}")
-    rows += list(extra_rows)
-    (folder / "id_prop.csv").write_text("\n".join(rows) + "\n")
-    return folder
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import contextlib
 
 import dask
 import pytest
-from test_prune_workdir import make_cif_folder
+from conftest import make_cif_folder
 
 from fusion import cli, prune_api
 

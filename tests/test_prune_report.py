@@ -6,8 +6,8 @@ import re
 
 import numpy as np
 import pytest
+from conftest import make_cif_folder
 from test_prune_api import fake_surrogate, tiny_dataset  # noqa: F401 - the fixture
-from test_prune_workdir import make_cif_folder
 
 from fusion import cli, prune_api, prune_report
 from fusion.report.explore import pca

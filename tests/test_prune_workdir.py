@@ -13,23 +13,12 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_bitwise_equal, cscl, rocksalt
+from conftest import assert_bitwise_equal, cscl, make_cif_folder
 
 from fusion import cli, prune_api, prune_cache
 
 N = 12
 FAST = {"epochs": 1, "batch_size": 4, "device": "cpu", "n_jobs": 1}
-
-
-def make_cif_folder(folder, n=N, targets=None):
-    folder.mkdir()
-    rows = []
-    for k in range(n):
-        s = rocksalt(5.4 + 0.04 * k) if k % 2 else cscl(3.9 + 0.04 * k)
-        (folder / f"c{k}.cif").write_text(s.to(fmt="cif"))
-        rows.append(f"c{k},{0.3 * k + (k % 3) if targets is None else targets[k]}")
-    (folder / "id_prop.csv").write_text("\n".join(rows) + "\n")
-    return folder
 
 
 @pytest.fixture
