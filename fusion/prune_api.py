@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from fusion.data import CrystalDataset, DataError
+from fusion.parallel import MIN_ITEMS
 from fusion.prune_cache import WorkDir
 from fusion.prune_options import NEEDS_U, NEEDS_X, OptionError, check_options, check_scheduler
 from fusion.prune_result import PruneResult, ratio_shift, shift_warning, spread_warnings
@@ -69,8 +70,9 @@ from fusion.prune_steps import (
 __all__ = ["MIN_PARALLEL", "VAL_FRACTION", "prune", "surrogate_split"]
 
 #: Steps on fewer records run in this process: starting local workers would cost
-#: more than it saves (an external ``scheduler`` is used whatever the size).
-MIN_PARALLEL = 200
+#: more than it saves (an external ``scheduler`` is used whatever the size). The
+#: pipeline's threshold for SOAP, :data:`fusion.parallel.MIN_ITEMS`.
+MIN_PARALLEL = MIN_ITEMS
 
 
 def prune(
