@@ -50,6 +50,8 @@ def dataset_file(name: str, data_dir: Path | str = DATA) -> Path:
 #   results/protocol/<key>.csv                  the pruned-validation protocol, once
 #   results/optimal/<key>.csv                   FUSION at small ratios
 #   results/ood/<key>.csv, <key>-clusters.csv   leave-one-cluster-out
+#   results/{optimal,ood}/<key>-surrogates/     surrogate scores those stages train themselves
+#   results/transfer/<key>/<arch>.csv           the other architectures on the main study's subsets
 #   results/analysis/*.csv, results/metrics.json
 #   results/figures/*.png
 
@@ -137,6 +139,16 @@ def optimal_path(key: str) -> Path:
 def ood_path(key: str) -> Path:
     """Leave-one-cluster-out results of dataset ``key``."""
     return Path("results") / "ood" / f"{key}.csv"
+
+
+def surrogates_dir(stage: str, key: str) -> Path:
+    """Surrogate scores a stage trains itself (``optimal``: seeds beyond the study's; ``ood``: per fold)."""
+    return Path("results") / stage / f"{key}-surrogates"
+
+
+def transfer_path(key: str, arch: str) -> Path:
+    """Val/test MAEs of ``arch`` in the ``transfer`` grid on dataset ``key``."""
+    return Path("results") / "transfer" / key / f"{arch}.csv"
 
 
 def ood_clusters_path(key: str) -> Path:

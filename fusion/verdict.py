@@ -62,6 +62,11 @@ def verdict(
     ood: pd.DataFrame | None = None,
     claimed_low: float = 1.91,
     runs: pd.DataFrame | None = None,
+    transfer_accuracy: pd.DataFrame | None = None,
+    transfer: pd.DataFrame | None = None,
+    transfer_headline: dict[str, str] | None = None,
+    transfer_ratio: float = 0.4,
+    ood_ratio: float = 0.4,
 ) -> dict[str, dict[str, str]]:
     """One entry per claim of the paper (METHOD.md): ``holds``, ``does not hold`` or ``unresolved``.
 
@@ -76,8 +81,20 @@ def verdict(
     - *FUSION 12.7 % below diversity on jdft2d at 80 %*: FUSION (s = −1) against
       diversity at 0.8 on jdft2d, paired by seed (``runs``): holds if the 95 % CI
       of the improvement lies above 0, does not hold if below, else unresolved.
-    - *optimal point* and *OOD*: from their tables when present.
-    - *transfer across 11 architectures*: unresolved unless several architectures ran.
+    - *optimal point*: holds if a FUSION point chosen on validation beats
+      ratio 0 with Holm p < 0.05, else unresolved.
+    - *OOD gaps shrink*: per dataset and fold source, FUSION's OOD improvement
+      over random (``ood``) against its in-distribution one at ``ood_ratio``
+      (``comparison``). Holds if the OOD gap is smaller in magnitude everywhere
+      and the in-distribution gap is Holm-significant somewhere (a gap must
+      exist to shrink); does not hold if an OOD gap is larger in magnitude with
+      a 95 % CI excluding 0; else unresolved.
+    - *transfer across 11 architectures*: the better FUSION sign (chosen on
+      validation, ``transfer_headline``) against random at ``transfer_ratio``
+      for every gated (dataset, architecture) of the grid. Holds if it is
+      better in every one and Holm-significant in a majority; does not hold
+      if it is Holm-significantly worse in any, or worse in a majority; else
+      unresolved.
     """
     out: dict[str, dict[str, str]] = {}
     main = comparison[(comparison["arch"] == arch) & comparison["dataset"].isin(list(gated))]
@@ -131,18 +148,83 @@ def verdict(
         }
     else:
         out["optimal_point"] = {"status": "unresolved", "reason": "no optimal-point runs at this budget"}
-    if ood is not None and not ood.empty:
-        out["ood_gaps_shrink"] = {
-            "status": "unresolved",
-            "reason": "OOD comparisons per dataset are in the OOD table; the shrinkage claim needs #14's protocol",
-        }
-    else:
-        out["ood_gaps_shrink"] = {"status": "unresolved", "reason": "no OOD runs"}
-    out["transfer_11_architectures"] = {
-        "status": "unresolved",
-        "reason": f"the converged study trains one architecture ({arch}); transfer is a separate run",
-    }
+    out["ood_gaps_shrink"] = _ood_verdict(comparison, ood, arch, ood_ratio)
+    out["transfer_11_architectures"] = _transfer_verdict(
+        transfer_accuracy, transfer, transfer_headline or {}, transfer_ratio
+    )
     return out
+
+
+def _ood_verdict(
+    comparison: pd.DataFrame, ood: pd.DataFrame | None, arch: str, ratio: float
+) -> dict[str, str]:
+    """The *OOD gaps shrink* entry of :func:`verdict`."""
+    if ood is None or ood.empty:
+        return {"status": "unresolved", "reason": "no OOD runs"}
+    ident = comparison[(comparison["arch"] == arch) & (comparison["ratio"] == ratio)].set_index(
+        ["dataset", "method"]
+    )
+    pairs, smaller, larger = [], 0, 0
+    for r in ood[ood["method"].str.startswith("fusion")].itertuples():
+        if (r.dataset, r.method) not in ident.index:
+            continue
+        i = ident.loc[(r.dataset, r.method)]
+        pairs.append((r, i))
+        if abs(r.improvement_pct) < abs(i.improvement_pct):
+            smaller += 1
+        elif r.ci_low > 0 or r.ci_high < 0:
+            larger += 1
+    if not pairs:
+        return {
+            "status": "unresolved",
+            "reason": f"no in-distribution comparison at ratio {ratio:g} for the OOD datasets",
+        }
+    gap = any(i.p_holm < ALPHA for _, i in pairs)
+    text = "; ".join(
+        f"{r.dataset} {r.folds} folds, {r.method}: {r.improvement_pct:+.1f} % OOD against {i.improvement_pct:+.1f} % "
+        f"in distribution"
+        for r, i in pairs
+    )
+    status = "holds" if smaller == len(pairs) and gap else "does not hold" if larger else "unresolved"
+    if status == "unresolved" and not gap:
+        text += " (no Holm-significant in-distribution gap to shrink)"
+    return {"status": status, "reason": text}
+
+
+def _transfer_verdict(
+    accuracy: pd.DataFrame | None, transfer: pd.DataFrame | None, headline: dict[str, str], ratio: float
+) -> dict[str, str]:
+    """The *transfer across 11 architectures* entry of :func:`verdict`."""
+    if accuracy is None or transfer is None or accuracy.empty or transfer.empty or not headline:
+        return {"status": "unresolved", "reason": "no transfer grid at this budget"}
+    gated = set(map(tuple, accuracy.loc[accuracy["passes"], ["dataset", "arch"]].to_numpy()))
+    rows = [
+        r
+        for r in transfer.itertuples()
+        if r.ratio == ratio and headline.get(r.dataset) == r.method and (r.dataset, r.arch) in gated
+    ]
+    n_arch = accuracy["arch"].nunique()
+    if not rows:
+        return {
+            "status": "unresolved",
+            "reason": f"none of {len(accuracy)} (dataset, architecture) pairs of {n_arch} architectures passes "
+            "the convergence and accuracy gates",
+        }
+    better = sum(r.improvement_pct > 0 for r in rows)
+    sig_better = sum(r.improvement_pct > 0 and r.p_holm < ALPHA for r in rows)
+    sig_worse = sum(r.improvement_pct < 0 and r.p_holm < ALPHA for r in rows)
+    text = (
+        f"the better FUSION sign (on validation) against random at {100 * ratio:g} %: lower MAE in {better} of "
+        f"{len(rows)} gated (dataset, architecture) pairs, Holm-significant in {sig_better}, significantly "
+        f"higher in {sig_worse}; {len(accuracy) - len(gated)} of {len(accuracy)} pairs fail a gate"
+    )
+    if better == len(rows) and 2 * sig_better > len(rows):
+        status = "holds"
+    elif sig_worse or 2 * better < len(rows):
+        status = "does not hold"
+    else:
+        status = "unresolved"
+    return {"status": status, "reason": text}
 
 
 def _r(x: Any, nd: int = 4) -> Any:
@@ -186,3 +268,57 @@ def metrics(
         }
         vs.setdefault(r.dataset, {}).setdefault(r.method, {})[f"{r.ratio:g}"] = entry
     return {"study": study, "accuracy": acc, "vs_random": vs, "verdict": verdicts}
+
+
+def _entry(r: Any) -> dict[str, Any]:
+    """``improvement_pct``, ``ci95``, ``p_holm`` (and ``n``) of one comparison row."""
+    return {"improvement_pct": _r(r.improvement_pct, 3), "ci95": [_r(r.ci_low, 3), _r(r.ci_high, 3)],
+            "p_holm": _r(r.p_holm, 5), "n": int(r.n)}  # fmt: skip
+
+
+def claim_sections(
+    transfer_accuracy: pd.DataFrame,
+    transfer: pd.DataFrame,
+    headline: dict[str, str],
+    optimal: pd.DataFrame,
+    ood: pd.DataFrame,
+    transfer_ratio: float = 0.4,
+) -> dict[str, Any]:
+    """The ``transfer``, ``optimal_point`` and ``ood`` sections of ``results/metrics.json``.
+
+    - ``transfer``: per dataset, per architecture: ``test_mae`` (unpruned),
+      ``matbench_mae``, ``median_predictor_mae``, ``converged``, ``change_pct``
+      (doubled budget), ``passes_gate``, the headline comparison (``method``:
+      the better FUSION sign on validation, at ``ratio``) as
+      ``improvement_pct``, ``ci95``, ``p_holm``, and every comparison of the
+      grid under ``comparisons`` (``"<method>@<ratio>"``).
+    - ``optimal_point``: per dataset, per FUSION sign and random: the
+      ``chosen_ratio`` (on validation) and the comparisons ``vs_ratio0`` and
+      ``vs_random`` (same ratio).
+    - ``ood``: per dataset, per fold source, per FUSION sign: the improvement
+      over random.
+    """
+    tr: dict[str, Any] = {}
+    for r in transfer_accuracy.itertuples():
+        tr.setdefault(r.dataset, {})[r.arch] = {
+            "test_mae": _r(r.test_mae), "matbench_mae": _r(r.matbench_mae),
+            "median_predictor_mae": _r(r.median_predictor_mae), "converged": bool(r.converged),
+            "change_pct": _r(r.change_pct, 2), "passes_gate": bool(r.passes),
+            "method": headline.get(r.dataset), "ratio": transfer_ratio,
+            "improvement_pct": None, "ci95": [None, None], "p_holm": None, "comparisons": {},
+        }  # fmt: skip
+    for r in transfer.itertuples():
+        entry = tr.get(r.dataset, {}).get(r.arch)
+        if entry is None:
+            continue
+        entry["comparisons"][f"{r.method}@{r.ratio:g}"] = _entry(r)
+        if r.method == headline.get(r.dataset) and r.ratio == transfer_ratio:
+            entry.update({k: v for k, v in _entry(r).items() if k != "n"})
+    opt: dict[str, Any] = {}
+    for r in optimal.itertuples():
+        cell = opt.setdefault(r.dataset, {}).setdefault(r.method, {"chosen_ratio": float(r.chosen_ratio)})
+        cell["vs_ratio0" if r.versus == "ratio 0" else "vs_random"] = _entry(r)
+    od: dict[str, Any] = {}
+    for r in ood.itertuples():
+        od.setdefault(r.dataset, {}).setdefault(r.folds, {})[r.method] = _entry(r)
+    return {"transfer": tr, "optimal_point": opt, "ood": od}

@@ -232,6 +232,8 @@ def test_stage_notebook_pages_are_titled_by_their_cell():
     assert title("pipeline/train-phonons-cgcnn-2") == "train · phonons · cgcnn · seed 2"
     assert title("train-mp-e-form-cgcnn-11.ipynb") == "train · mp-e-form · cgcnn · seed 11"
     assert title("pipeline/prune-jdft2d") == "prune · jdft2d"
+    assert title("pipeline/transfer-phonons-megnet") == "transfer · phonons · megnet"
+    assert title("transfer-mp-e-form-schnet.ipynb") == "transfer · mp-e-form · schnet"
     assert title("pipeline/analyze") == "analyze"
     titles = [title(p.name) for p in EXECUTED.glob("*.ipynb")]
     assert len(set(titles)) == len(titles)

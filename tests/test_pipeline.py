@@ -89,10 +89,25 @@ def test_smoke_pipeline_repro_is_complete_cached_and_incremental(tmp_path):
         "train@jdft2d-cgcnn-0",
         "train@jdft2d-schnet-1",
     } <= stages
-    assert {"converge@jdft2d", "protocol@jdft2d", "optimal@jdft2d", "ood@jdft2d"} <= stages
+    assert {
+        "converge@jdft2d",
+        "protocol@jdft2d",
+        "optimal@jdft2d",
+        "ood@jdft2d",
+        "transfer@jdft2d-megnet",
+    } <= stages
     # The metrics contract.
     metrics = json.loads((repo / "results" / "metrics.json").read_text())
-    assert set(metrics) >= {"study", "accuracy", "vs_random", "verdict"}
+    assert set(metrics) >= {"study", "accuracy", "vs_random", "transfer", "optimal_point", "ood", "verdict"}
+    # The transfer grid: the main architecture (train + converge) beside megnet (transfer).
+    assert set(metrics["transfer"]["jdft2d"]) == {"cgcnn", "megnet"}
+    assert set(metrics["transfer"]["jdft2d"]["megnet"]["comparisons"]) == {"fusion_neg@0.4"}
+    # The optimal point's seed 2 lies beyond the study's seeds: its split and surrogate come from the stage.
+    optimal = pd.read_csv(repo / "results" / "optimal" / "jdft2d.csv")
+    assert sorted(optimal["seed"].unique()) == [0, 1, 2]
+    assert len(list((repo / "results" / "optimal" / "jdft2d-surrogates").glob("seed-2-*.csv"))) == 1
+    assert set(metrics["optimal_point"]["jdft2d"]) == {"random", "fusion_neg", "fusion_pos"}
+    assert "kmeans" in metrics["ood"]["jdft2d"]
     assert set(metrics["study"]) >= {
         "datasets",
         "architecture",

@@ -112,6 +112,10 @@ def test_statuses_follow_the_run_as_it_completes(tmp_path):
     assert status == "in progress"
     assert why.startswith("1 of 2 training cells have finished; when done, partly: at 80 % only")
     assert _status(table, "Optimal point") == ("in progress", "0 of 1 optimal-point runs have finished")
+    assert _status(table, "Transfer across architectures") == (
+        "not run",
+        "this profile runs no transfer grid",
+    )
 
     run.finish("train@j-cgcnn-1", "optimal@j", "ood@j", "protocol@j")
     table = checklist.checklist(params, tmp_path)
@@ -157,6 +161,16 @@ def test_the_paper_setting_turns_not_possible_into_a_stage_count(tmp_path):
     assert _status(table, "Architectures") == (
         "reproduced",
         "all 55 training cells have finished, with the paper's setting",
+    )
+    # A transfer grid adds its cells to the count, and to the claim's status.
+    others = [a for a in PAPER_ARCHS if a != "cgcnn"]
+    grid = {**paper, "architectures": ["cgcnn"], "transfer": {"datasets": ["j"], "architectures": others}}
+    run.finish(f"transfer@j-{others[0]}")
+    table = checklist.checklist(grid, tmp_path)
+    assert _status(table, "Architectures")[1].startswith("6 of 15 training and transfer cells have finished")
+    assert _status(table, "Transfer across architectures") == (
+        "in progress",
+        "1 of 10 transfer cells have finished",
     )
     assert _status(table, "Surrogate backbone")[0] == "reproduced"
     assert _status(table, "Seeds")[0] == "reproduced"

@@ -225,7 +225,7 @@ def test_paper_table_quotes_the_paper_and_says_higher_for_losses():
                             "n": [5], "improvement_pct": [2.0], "ci_low": [0.0], "ci_high": [4.0], "p": [0.05],
                             "p_holm": [0.05]})  # fmt: skip
     verdict = {"beats_random": {"status": "does not hold", "reason": "r"}}
-    table = tables.paper_table(_comparison(), optimal, pd.DataFrame(), verdict, 1)
+    table = tables.paper_table(_comparison(), optimal, pd.DataFrame(), verdict, "not run")
     assert list(table.columns) == ["claim", "the paper (quoted)", "this run (measured)", "verdict"]
     first = table.iloc[0]
     assert first["the paper (quoted)"].startswith("1.91 to 13.65 % lower MAE")
@@ -237,6 +237,7 @@ def test_paper_table_quotes_the_paper_and_says_higher_for_losses():
     assert "2.0 % lower MAE than no pruning" in table.iloc[2]["this run (measured)"]
     assert table.iloc[3]["this run (measured)"].endswith("not run")
     assert table.iloc[4]["verdict"] == "not evaluated"
+    assert table.iloc[4]["this run (measured)"] == "not run"
 
 
 def test_study_status_counts_recorded_cells(tmp_path):

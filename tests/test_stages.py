@@ -213,3 +213,43 @@ def test_a_rerun_reuses_finished_runs_and_only_those(tmp_path, monkeypatch):
         common.train_config(6, 8, 1e-3, 6, 0, 1),
     )
     assert calls == [70, 35, 20, 70]
+
+
+def test_split_of_reads_prepare_s_splits_and_builds_others_the_same_way(tmp_path, monkeypatch):
+    from fusion import paths
+    from fusion.splits import random_split, save_split
+    from fusion.stages.common import write_csv
+    from fusion.stages.optimal import split_of
+
+    monkeypatch.chdir(tmp_path)
+    ids = [f"r{i}" for i in range(40)]
+    write_csv(pd.DataFrame({"id": ids, "target": 1.0}), paths.records_path("d"))
+    written = random_split(ids, 0, (0.7, 0.15, 0.15))
+    save_split(written, paths.split_path("d", 0))
+    assert split_of("d", 0) == written
+    # A seed prepare did not write: the same function on the same ids, not the written seed's split.
+    assert split_of("d", 5) == random_split(ids, 5, (0.7, 0.15, 0.15)) != written
+    assert len(split_of("d", 5, (0.5, 0.25, 0.25))["train"]) == 20
+
+
+def test_cached_scores_train_a_surrogate_once_per_pool_and_settings(tmp_path, monkeypatch):
+    from fusion.stages import surrogates
+
+    calls = []
+
+    def fake(graphs, ids, seed, **settings):
+        calls.append((len(ids), seed, settings["epochs"]))
+        return pd.DataFrame({"id": list(ids), "U_neg": np.arange(len(ids), dtype=float)}), 0.0
+
+    monkeypatch.setattr(surrogates, "surrogate_frame", fake)
+    pool = [f"r{i}" for i in range(10)]
+    graphs = dict.fromkeys(pool)
+    for _ in range(2):
+        frame = surrogates.cached_scores(tmp_path, graphs, pool, 3, epochs=5, lr=1e-3)
+    assert calls == [(10, 3, 5)]
+    assert frame["id"].tolist() == pool  # ids stay strings in pool order
+    surrogates.cached_scores(tmp_path, graphs, pool[:8], 3, epochs=5, lr=1e-3)  # another pool
+    surrogates.cached_scores(tmp_path, graphs, pool, 4, epochs=5, lr=1e-3)  # another seed
+    surrogates.cached_scores(tmp_path, graphs, pool, 3, epochs=6, lr=1e-3)  # other settings
+    assert calls == [(10, 3, 5), (8, 3, 5), (10, 4, 5), (10, 3, 6)]
+    assert len(list(tmp_path.glob("seed-*.csv"))) == 4

@@ -80,6 +80,19 @@ STAGES: dict[str, dict[str, str]] = {
         "call": "train.run(key, arch, seed, val_protocol, size, epochs, lr, budget, batch_size, patience, "
         "num_threads, workers=workers, scheduler=scheduler)",
     },
+    "transfer": {
+        "title": "another architecture on the main study's kept sets",
+        "text": "One cell of the dataset x architecture matrix: the unpruned run and every method at every ratio "
+        "for each seed, then the unpruned run with `factor` times the budget for `converge_seeds`. "
+        "Writes `results/transfer/<key>/<arch>.csv`.",
+        "params": 'key = "jdft2d"\narch = "schnet"\nseeds = [0]\nratios = [0.4]\n'
+        'methods = ["random", "fusion_neg"]\nconverge_seeds = [0]\nfactor = 2.0\nval_protocol = "fixed"\n'
+        'size = "cpu"\nepochs = "tuned"\nlr = "tuned"\nbudget = "epochs"\nbatch_size = 64\npatience = None\n'
+        "num_threads = 1\nworkers = 1\nscheduler = None",
+        "show": 'result.pivot_table(index="method", columns=["ratio", "factor"], values="test_mae")',
+        "call": "transfer.run(key, arch, seeds, ratios, methods, converge_seeds, factor, val_protocol, size, "
+        "epochs, lr, budget, batch_size, patience, num_threads, workers, scheduler)",
+    },
     "converge": {
         "title": "does doubling the training budget move the test MAE?",
         "text": "Random pruning at the given ratios and seeds, retrained with `factor` times the budget. "
@@ -103,26 +116,28 @@ STAGES: dict[str, dict[str, str]] = {
     },
     "optimal": {
         "title": "the optimal pruning point: small fractions removed, equal optimiser steps",
-        "text": "Writes `results/optimal/<key>.csv`; the `analyze` stage chooses the point on validation.",
+        "text": "Writes `results/optimal/<key>.csv`; the `analyze` stage chooses the point on validation. "
+        "Seeds beyond the study's get their split and surrogate here (`results/optimal/<key>-surrogates/`).",
         "params": 'key = "jdft2d"\narch = "cgcnn"\nseeds = [0]\nratios = [0.04]\n'
         'methods = ["random", "fusion_neg", "fusion_pos"]\ngamma = 0.1\nsize = "cpu"\nepochs = "tuned"\n'
         'lr = "tuned"\nbudget = "steps"\nbatch_size = 64\npatience = None\nnum_threads = 1\nworkers = 1\n'
-        "scheduler = None",
+        "scheduler = None\nfractions = [0.7, 0.15, 0.15]\nuncertainty = {}",
         "show": 'result.pivot_table(index="method", columns="ratio", values="test_mae")',
         "call": "optimal.run(key, arch, seeds, ratios, methods, gamma, size, epochs, lr, budget, batch_size, "
-        "patience, num_threads, workers=workers, scheduler=scheduler)",
+        "patience, num_threads, workers=workers, scheduler=scheduler, fractions=fractions, surrogate=uncertainty)",
     },
     "ood": {
         "title": "leave-one-cluster-out on clusters of the SOAP fingerprints",
         "text": "Folds from our own k-means clusters and/or the FUSION group's SOAP LOCO folds (`folds`). "
-        "Writes `results/ood/<key>.csv` and `results/ood/<key>-clusters.csv`.",
+        "Writes `results/ood/<key>.csv`, `results/ood/<key>-clusters.csv` and the fold surrogates' scores "
+        "(`results/ood/<key>-surrogates/`).",
         "params": 'key = "jdft2d"\narch = "cgcnn"\nseeds = [0]\nn_clusters = 3\nmin_test = 10\nratio = 0.4\n'
         'methods = ["random", "fusion_neg", "fusion_pos"]\nval_fraction = 0.15\ngamma = 0.1\nuncertainty = {}\n'
         'size = "cpu"\nepochs = "tuned"\nlr = "tuned"\nbatch_size = 64\npatience = None\nnum_threads = 1\n'
-        'folds = ["kmeans"]',
+        'folds = ["kmeans"]\nworkers = 1\nscheduler = None',
         "show": 'result.pivot_table(index="method", columns=["folds", "cluster"], values="test_mae")',
         "call": "ood.run(key, arch, seeds, n_clusters, min_test, ratio, methods, val_fraction, gamma, "
-        "uncertainty, size, epochs, lr, batch_size, patience, num_threads, folds)",
+        "uncertainty, size, epochs, lr, batch_size, patience, num_threads, folds, workers, scheduler)",
     },
     "fulldata": {
         "title": "one long run on a subsampled dataset in full",
@@ -136,13 +151,16 @@ STAGES: dict[str, dict[str, str]] = {
     },
     "analyze": {
         "title": "every result table of the study, and the headline metrics",
-        "text": "Writes `results/analysis/*.csv` and `results/metrics.json` (study, accuracy, vs_random, verdict).",
+        "text": "Writes `results/analysis/*.csv` and `results/metrics.json` (study, accuracy, vs_random, "
+        "transfer, optimal_point, ood, verdict).",
         "params": 'datasets = {"jdft2d": {"name": "matbench_jdft2d", "target": "exfoliation_energy", '
         '"limit": 200}}\nseeds = [0]\narchitectures = ["cgcnn"]\narch = "cgcnn"\nval_protocol = "fixed"\n'
         'budget = "epochs"\nwall_hours = None\nprotocol_datasets = []\noptimal_datasets = []\nood_datasets = []\n'
-        "fulldata_datasets = {}",
+        "fulldata_datasets = {}\ntransfer_datasets = []\ntransfer_architectures = []\n"
+        "transfer_ratios = [0.4, 0.8]\nood_ratio = 0.4",
         "call": "analyze.run(datasets, seeds, architectures, arch, val_protocol, budget, wall_hours, "
-        "protocol_datasets, optimal_datasets, ood_datasets, fulldata_datasets)",
+        "protocol_datasets, optimal_datasets, ood_datasets, fulldata_datasets, transfer_datasets, "
+        "transfer_architectures, transfer_ratios, ood_ratio)",
     },
     "figures": {
         "title": "the study's figures as PNG, from the analysis tables",

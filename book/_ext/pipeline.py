@@ -36,12 +36,15 @@ def cell_title(docname: str) -> str:
     Returns:
         The stage and the cell's parts joined by `` · ``, the seed written
         ``seed <s>``: ``train-phonons-cgcnn-2`` -> ``train · phonons · cgcnn · seed 2``,
+        ``transfer-phonons-megnet`` -> ``transfer · phonons · megnet``,
         ``prune-jdft2d`` -> ``prune · jdft2d``, ``analyze`` -> ``analyze``.
     """
     stem = Path(docname).name.removesuffix(".ipynb")
     stage, *rest = stem.split("-")
     if len(rest) >= 3 and _SEED.fullmatch(rest[-1]):  # <dataset>-<arch>-<seed>
         rest = ["-".join(rest[:-2]), rest[-2], f"seed {rest[-1]}"]
+    elif stage == "transfer" and len(rest) >= 2:  # <dataset>-<arch>
+        rest = ["-".join(rest[:-1]), rest[-1]]
     elif rest:
         rest = ["-".join(rest)]
     return " · ".join([stage, *rest])

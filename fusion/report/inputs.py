@@ -84,6 +84,7 @@ def run_settings(params: Mapping[str, Any]) -> dict[str, Any]:
         "optimal_arch": str(params["optimal"]["arch"]),
         "ood_clusters": int(params["ood"]["n_clusters"]),
         "ood_ratio": float(params["ood"]["ratio"]),
+        "ood_min_test": int(params["ood"]["min_test"]),
     }
 
 

@@ -117,7 +117,7 @@ def paper_table(
     optimal: pd.DataFrame,
     ood: pd.DataFrame,
     verdict: Mapping[str, Mapping[str, str]],
-    n_arch: int,
+    transfer: str,
 ) -> pd.DataFrame:
     """The paper's claims (quoted constants) beside this run's measurements and verdict.
 
@@ -126,7 +126,7 @@ def paper_table(
         optimal: ``results/analysis/optimal.csv``.
         ood: ``results/analysis/ood.csv``.
         verdict: ``metrics.json``'s ``verdict``.
-        n_arch: Architectures trained in this run.
+        transfer: The transfer grid in words (:func:`fusion.report.transfer.transfer_measured`).
 
     Returns:
         ``claim``, ``the paper (quoted)``, ``this run (measured)``, ``verdict``:
@@ -167,8 +167,7 @@ def paper_table(
          f"removing 0 to {100 * p['optimal_ratio_max']:.0f} %: up to {p['optimal_improvement_max_pct']:.2f} % lower MAE",
          opt, "optimal_point"),
         ("out of distribution", "FUSION ahead of random", f"FUSION (s = −1): {_range(o)}", "ood_gaps_shrink"),
-        ("transfer across architectures", "11 architectures", f"{n_arch} architecture(s) trained",
-         "transfer_11_architectures"),
+        ("transfer across architectures", "11 architectures", transfer, "transfer_11_architectures"),
     ]  # fmt: skip
     return pd.DataFrame(
         [(c, q, m, verdict.get(k, {}).get("status", "not evaluated")) for c, q, m, k in rows],

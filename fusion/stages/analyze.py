@@ -1,10 +1,10 @@
 """Stage ``analyze``: every result table of the study, and the headline metrics.
 
 Reads the outputs of ``prepare``, ``tune``, ``uncertainty``, ``prune``,
-``train``, ``converge``, ``protocol``, ``optimal`` and ``ood`` and writes
+``train``, ``converge``, ``protocol``, ``optimal``, ``ood`` and ``transfer`` and writes
 small tables to ``results/analysis/`` (what the figures and the book read) and
 ``results/metrics.json`` (the metrics contract: ``study``, ``accuracy``,
-``vs_random``, ``verdict``). The statistics are in :mod:`fusion.analysis`, the
+``vs_random``, ``transfer``, ``optimal_point``, ``ood``, ``verdict``). The statistics are in :mod:`fusion.analysis`, the
 verdict in :mod:`fusion.verdict`.
 """
 
@@ -17,14 +17,14 @@ from typing import Any
 
 import pandas as pd
 
-from fusion import analysis, paths, verdict
+from fusion import analysis, paths, transfer, verdict
 from fusion.stages.common import load_records, load_split, load_summary
 
 #: Tables written, by name (``results/analysis/<name>.csv``).
 TABLES = (
     "datasets", "tune", "predictors", "accuracy", "convergence", "runs", "summary", "comparison",
     "cross_dataset", "effective_size", "power_law", "shift", "uncertainty_vs_target", "protocol",
-    "optimal_runs", "optimal", "ood_runs", "ood", "fulldata",
+    "optimal_runs", "optimal", "ood_runs", "ood", "fulldata", "transfer_runs", "transfer_accuracy", "transfer",
 )  # fmt: skip
 
 
@@ -53,6 +53,10 @@ def run(
     optimal_datasets: Sequence[str] = (),
     ood_datasets: Sequence[str] = (),
     fulldata_datasets: Sequence[str] = (),
+    transfer_datasets: Sequence[str] = (),
+    transfer_architectures: Sequence[str] = (),
+    transfer_ratios: Sequence[float] = (0.4, 0.8),
+    ood_ratio: float = 0.4,
 ) -> dict[str, Any]:
     """Build every table and ``results/metrics.json``.
 
@@ -68,6 +72,12 @@ def run(
         optimal_datasets: Datasets of the ``optimal`` stage.
         ood_datasets: Datasets of the ``ood`` stage.
         fulldata_datasets: Datasets with a full-data run (``fulldata`` stage).
+        transfer_datasets: Datasets of the ``transfer`` grid.
+        transfer_architectures: Architectures of the ``transfer`` stage (the
+            main one, and any other of the ``train`` matrix, join them).
+        transfer_ratios: Ratios of the grid; the first heads it.
+        ood_ratio: Ratio of the ``ood`` stage (its gaps are set beside the
+            in-distribution ones at this ratio).
 
     Returns:
         The metrics dict (also written).
@@ -116,6 +126,21 @@ def run(
     out["optimal"] = analysis.optimal_table(out["optimal_runs"])
     out["ood_runs"] = analysis.read_tables([paths.ood_path(k) for k in ood_datasets])
     out["ood"] = analysis.ood_table(out["ood_runs"])
+    grid_archs = [*dict.fromkeys([*architectures, *transfer_architectures])]
+    out["transfer_runs"] = transfer.grid_rows(
+        runs[runs["dataset"].isin(list(transfer_datasets))],
+        analysis.read_tables(
+            [paths.transfer_path(k, a) for k in transfer_datasets for a in transfer_architectures]
+        ),
+        analysis.read_tables([paths.converge_path(k) for k in transfer_datasets]),
+    )
+    out["transfer_accuracy"] = transfer.accuracy(out["transfer_runs"], out["predictors"], datasets)
+    out["transfer"] = transfer.comparison(out["transfer_runs"], transfer_ratios, grid_archs)
+    headline = (
+        transfer.better_fusion(out["transfer_runs"], arch, float(transfer_ratios[0]))
+        if transfer_ratios
+        else {}
+    )
     for name, df in out.items():
         analysis.save_csv(df, table_path(name))
     verdicts = verdict.verdict(
@@ -126,6 +151,11 @@ def run(
         out["optimal"],
         out["ood"],
         runs=runs[runs["arch"] == arch],
+        transfer_accuracy=out["transfer_accuracy"],
+        transfer=out["transfer"],
+        transfer_headline=headline,
+        transfer_ratio=float(transfer_ratios[0]) if transfer_ratios else 0.4,
+        ood_ratio=float(ood_ratio),
     )
     tuned = {
         k: json.loads(paths.tune_choice_path(k).read_text())
@@ -142,6 +172,12 @@ def run(
         "wall_hours": wall_hours,
     }
     metrics = verdict.metrics(study, acc, comparison, out["effective_size"], verdicts, arch)
+    metrics.update(
+        verdict.claim_sections(
+            out["transfer_accuracy"], out["transfer"], headline, out["optimal"], out["ood"],
+            float(transfer_ratios[0]) if transfer_ratios else 0.4,
+        )
+    )  # fmt: skip
     analysis.save_json(metrics, paths.metrics_path())
     return metrics
 

@@ -6,10 +6,11 @@ restyling a figure never retrains anything and the PNGs and the book agree.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from fusion import paths
-from fusion.report import study
+from fusion.report import study, transfer
 from fusion.stages.analyze import read
 
 
@@ -33,4 +34,9 @@ def run(arch: str = "cgcnn", dpi: int = 110) -> list[Path]:
     effective = read("effective_size")
     if len(effective):
         written.append(study.save(study.effective_size(effective), out / "effective-size.png", dpi))
+    accuracy, comparison = read("transfer_accuracy"), read("transfer")
+    if len(accuracy) and len(comparison):
+        heads, _ = transfer.headline_of(json.loads(paths.metrics_path().read_text()))
+        fig = transfer.transfer_heatmap(accuracy, comparison, heads)
+        written.append(study.save(fig, out / "transfer.png", dpi))
     return written

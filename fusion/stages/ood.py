@@ -14,12 +14,14 @@ surrogate trained on the fold's training part scores it, each method prunes it
 at ``ratio``, and ``arch`` trained on the kept records is tested on the
 held-out cluster. Repeated over ``seeds`` (seeding the k-means folds' train/val
 split, the surrogate, random pruning and the initialisation). Finished
-training runs are kept in the CSV and reused by a rerun.
+training runs are kept in the CSV, and the fold surrogates' scores in
+``results/ood/<key>-surrogates/``; a rerun reuses both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -35,8 +37,9 @@ from fusion.stages.common import (
     train_config,
     write_csv,
 )
-from fusion.stages.train import fit_or_reuse
-from fusion.stages.uncertainty import resolve, surrogate_frame
+from fusion.stages.surrogates import cached_scores, settings_of
+from fusion.stages.train import fit_all
+from fusion.stages.uncertainty import resolve
 
 
 def run(
@@ -57,6 +60,8 @@ def run(
     patience: int | None = None,
     num_threads: int | None = 1,
     folds: Sequence[str] = ("kmeans",),
+    workers: int | None = 1,
+    scheduler: str | None = None,
 ) -> pd.DataFrame:
     """Leave-one-cluster-out comparison of ``methods`` at ``ratio``.
 
@@ -79,6 +84,9 @@ def run(
         num_threads: Torch threads. Defaults to 1.
         folds: Fold sources, ``"kmeans"`` and/or ``"paper"`` (module docstring).
             Defaults to k-means only.
+        workers: Dask workers training runs side by side (``None``: one per
+            core). Defaults to 1 (this process). The rows do not depend on it.
+        scheduler: Address of an existing Dask scheduler. Defaults to None.
 
     Returns:
         One row per (fold source, seed, cluster, method), written to
@@ -95,8 +103,7 @@ def run(
     unknown = set(folds) - {"kmeans", "paper"}
     if unknown:
         raise ValueError(f"unknown fold sources {sorted(unknown)}; use 'kmeans' and/or 'paper'")
-    sur = {k: v for k, v in (surrogate or {}).items() if k != "val_protocol"}
-    s_epochs, s_lr = resolve(key, sur.pop("epochs", "tuned"), sur.pop("lr", "tuned"))
+    sur = settings_of(key, surrogate)
     n_epochs, peak_lr = resolve(key, epochs, lr)
     graphs = load_graph_cache(key)
     records = load_records(key).set_index("id")
@@ -109,7 +116,8 @@ def run(
         raise ValueError(f"{key}: the dataset has no paper LOCO folds; use folds: [kmeans]")
     pos = {i: k for k, i in enumerate(ids)}
     grid = [(m, float(ratio)) for m in methods]
-    log = RunLog(paths.ood_path(key))
+    cfg = train_config(n_epochs, batch_size, peak_lr, patience or n_epochs, seed=0, num_threads=num_threads)
+    runs, cells = [], []
     for source in folds:
         for seed in map(int, seeds):
             split = (
@@ -121,19 +129,21 @@ def run(
                 if len(fold["test"]) < min_test or len(fold["train"]) < 2 or not fold["val"]:
                     continue
                 pool = fold["train"]
-                scores, _ = surrogate_frame(
-                    [graphs[i] for i in pool], pool, seed, epochs=s_epochs, lr=s_lr, **sur
-                )
+                scores = cached_scores(paths.surrogates_dir("ood", key), graphs, pool, seed, **sur)
                 y = records.loc[pool, "target"].to_numpy(dtype=np.float64)
                 Xp = X[[pos[i] for i in pool]]
                 table, _ = prune_stage.prune_pool(pool, grid, seed, Xp, y, scores.set_index("id"), gamma)
-                cfg = train_config(n_epochs, batch_size, peak_lr, patience or n_epochs, seed, num_threads)
                 for method, r in grid:
                     kept = set(table.loc[table[paths.column(method, r)], "id"])
                     tr = [i for i in pool if i in kept]
-                    res = fit_or_reuse(log, arch, size, graphs, (tr, fold["val"], fold["test"]), cfg)
-                    log.add(
-                        {"dataset": key, "arch": arch, "folds": source, "seed": seed, "cluster": fold["cluster"],
-                         "cluster_size": len(fold["test"]), "method": method, "ratio": r, **res}
-                    )  # fmt: skip
+                    runs.append(((tr, fold["val"], fold["test"]), replace(cfg, seed=seed)))
+                    cells.append((source, seed, fold["cluster"], len(fold["test"]), method, r))
+
+    def row(k: int, res: dict[str, Any]) -> dict[str, Any]:
+        source, seed, cluster, size_test, method, r = cells[k]
+        return {"dataset": key, "arch": arch, "folds": source, "seed": seed, "cluster": cluster,
+                "cluster_size": size_test, "method": method, "ratio": r, **res}  # fmt: skip
+
+    log = RunLog(paths.ood_path(key))
+    log.rows = fit_all(log, arch, size, graphs, runs, row, workers, scheduler)
     return log.frame().drop(columns="run_key")  # the key stays in the CSV; the page shows the results

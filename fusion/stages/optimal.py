@@ -5,6 +5,13 @@ takes the same optimiser steps as the unpruned run (budget rule ``steps``), so
 that removing data does not also mean training less. The ``analyze`` stage
 chooses the point on the fixed validation set and reports it on test, paired
 against ratio 0 and against random at the same ratio.
+
+The stage may use more seeds than the rest of the study (the paper's claim
+needs 10). For a seed of the study it reuses that seed's split
+(``prepare``) and surrogate scores (``uncertainty``); for any other seed it
+builds the split with the same function on the same ids (:func:`split_of`)
+and trains the surrogate with the same settings itself, keeping its scores in
+``results/optimal/<key>-surrogates/`` for a rerun.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from fusion import paths
+from fusion.splits import random_split
 from fusion.stages import prune as prune_stage
 from fusion.stages.common import (
     RunLog,
@@ -27,8 +35,30 @@ from fusion.stages.common import (
     prunable_ids,
     train_config,
 )
+from fusion.stages.surrogates import scores_of, settings_of
 from fusion.stages.train import fit_all, kept_sets
 from fusion.stages.uncertainty import resolve
+
+
+def split_of(key: str, seed: int, fractions: Sequence[float] = (0.7, 0.15, 0.15)) -> dict[str, list[str]]:
+    """The train/val/test split of dataset ``key`` for ``seed``.
+
+    ``prepare`` writes one split per seed of the study; for another seed this
+    calls the function ``prepare`` uses (:func:`fusion.splits.random_split`)
+    on the same ids, so split ``seed`` is the same whichever stage builds it.
+
+    Args:
+        key: Dataset key.
+        seed: Split seed.
+        fractions: Train, val and test fractions (``prepare.fractions``); used
+            only for a seed ``prepare`` did not write. Defaults to 70/15/15.
+
+    Returns:
+        ``{"train": [...], "val": [...], "test": [...]}``.
+    """
+    if paths.split_path(key, int(seed)).exists():
+        return load_split(key, int(seed))
+    return random_split(load_records(key)["id"].tolist(), int(seed), tuple(fractions))
 
 
 def run(
@@ -47,13 +77,15 @@ def run(
     num_threads: int | None = 1,
     workers: int | None = 1,
     scheduler: str | None = None,
+    fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    surrogate: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Train ``arch`` on the training part minus small fractions removed by each method.
 
     Args:
         key: Dataset key.
         arch: Architecture.
-        seeds: Split seeds (the ``uncertainty`` stage's scores of the fixed protocol are used).
+        seeds: Split seeds; may go beyond the study's (module docstring).
         ratios: Fractions of the training part removed (ratio 0 is always run).
         methods: Methods compared.
         gamma: Redundancy-weight decay. Defaults to 0.1.
@@ -67,6 +99,10 @@ def run(
         workers: Dask workers training runs side by side (``None``: one per
             core). Defaults to 1 (this process). The rows do not depend on it.
         scheduler: Address of an existing Dask scheduler. Defaults to None.
+        fractions: Train/val/test fractions of a split ``prepare`` did not
+            write (``prepare.fractions``). Defaults to 70/15/15.
+        surrogate: The ``uncertainty`` stage's parameters, for a seed it did
+            not score. Defaults to None (its defaults, tuned budget).
 
     Returns:
         One row per (seed, method, ratio) with the val and test MAE; ratio 0 once per seed.
@@ -77,10 +113,11 @@ def run(
     grid = [("random", 0.0)] + [(m, float(r)) for m in methods for r in ratios if r > 0]
     log = RunLog(paths.optimal_path(key))
     runs, cells = [], []
+    sur = settings_of(key, surrogate)
     for seed in map(int, seeds):
-        split = load_split(key, seed)
+        split = split_of(key, seed, fractions)
         pool = prunable_ids(split, "fixed")
-        scores = pd.read_csv(paths.uncertainty_path(key, seed), dtype={"id": str}).set_index("id").loc[pool]
+        scores = scores_of(key, seed, pool, graphs, paths.surrogates_dir("optimal", key), **sur)
         y = records.loc[pool, "target"].to_numpy(dtype=np.float64)
         X = load_fingerprint_rows(key, pool)
         table, _ = prune_stage.prune_pool(pool, grid, seed, X, y, scores, gamma)

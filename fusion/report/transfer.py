@@ -1,0 +1,184 @@
+"""The transfer grid on the Results page and in ``results/figures/``: one table, one heatmap, one sentence.
+
+Reads the ``analyze`` stage's ``transfer_accuracy`` and ``transfer`` tables
+(:mod:`fusion.transfer`) and the headline method of ``results/metrics.json``'s
+``transfer`` section; pure functions, like :mod:`fusion.report.study_tables`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fusion.report.figures import pyplot
+from fusion.report.study import FONT, placeholder
+from fusion.report.study_tables import ALPHA, _label, ci_cell, fmt_mae, fmt_p, signed, unit_of
+
+#: Colour scale of the heatmap: improvements beyond this (in %) saturate.
+SCALE_PCT = 15.0
+
+
+def headline_of(metrics: Mapping[str, Any]) -> tuple[dict[str, str], float]:
+    """Per dataset, the FUSION sign heading the grid, and the grid's first ratio, from ``metrics.json``."""
+    section = metrics.get("transfer", {})
+    heads, ratio = {}, 0.4
+    for key, archs in section.items():
+        for entry in archs.values():
+            if entry.get("method"):
+                heads[key] = entry["method"]
+                ratio = float(entry.get("ratio", ratio))
+    return heads, ratio
+
+
+def transfer_display(
+    accuracy: pd.DataFrame, comparison: pd.DataFrame, heads: Mapping[str, str], units: Mapping[str, str]
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Per dataset and architecture: the unpruned model's quality and the headline FUSION sign against random.
+
+    Returns:
+        The display table (one row per dataset and architecture; one column
+        per ratio of the grid) and glue values: ``transfer_n_arch``,
+        ``transfer_n_pairs``, ``transfer_n_gated`` and ``transfer_failing``
+        (the pairs that fail a gate, with the reason).
+    """
+    if accuracy.empty:
+        empty = {"transfer_n_arch": 0, "transfer_n_pairs": 0, "transfer_n_gated": 0,
+                 "transfer_failing": "the transfer grid was not run"}  # fmt: skip
+        return pd.DataFrame(), empty
+    ratios = sorted(comparison["ratio"].unique()) if len(comparison) else []
+    cmp = comparison.set_index(["dataset", "arch", "method", "ratio"]) if len(comparison) else None
+    rows = []
+    for r in accuracy.sort_values(["dataset", "test_mae"]).itertuples():
+        unit = unit_of(units, r.dataset)
+        row = {
+            "dataset": r.dataset,
+            "architecture": r.arch,
+            "unpruned test MAE": fmt_mae(r.test_mae, unit),
+            "Matbench": fmt_mae(r.matbench_mae),
+            "median predictor": fmt_mae(r.median_predictor_mae),
+            "2x budget (%)": signed(r.change_pct),
+            "gate": "passes" if r.passes else "fails",
+        }
+        method = heads.get(r.dataset)
+        for ratio in ratios:
+            key = (r.dataset, r.arch, method, ratio)
+            if cmp is None or method is None or key not in cmp.index:
+                row[f"{_label(method or 'fusion_neg')} vs random at {100 * ratio:g} % (%)"] = "–"
+                continue
+            c = cmp.loc[key]
+            star = "*" if c["p_holm"] < ALPHA else ""
+            row[f"{_label(method)} vs random at {100 * ratio:g} % (%)"] = (
+                f"{ci_cell(c['improvement_pct'], c['ci_low'], c['ci_high'])}{star}"
+            )
+        rows.append(row)
+    failing = accuracy[~accuracy["passes"]]
+    said = "; ".join(f"{r.arch} on {r.dataset}: {r.reason}" for r in failing.itertuples())
+    values = {
+        "transfer_n_arch": int(accuracy["arch"].nunique()),
+        "transfer_n_pairs": len(accuracy),
+        "transfer_n_gated": int(accuracy["passes"].sum()),
+        "transfer_failing": said or "none",
+    }
+    return pd.DataFrame(rows), values
+
+
+def transfer_heatmap(accuracy: pd.DataFrame, comparison: pd.DataFrame, heads: Mapping[str, str]) -> Any:
+    """Heatmap of the headline FUSION sign's improvement over random: architectures x (dataset, ratio).
+
+    Each cell shows the mean improvement over seeds (%, positive = lower MAE
+    than random) and its 95 % interval; the colour saturates at
+    :data:`SCALE_PCT`. A cell whose architecture fails a gate on that dataset
+    is hatched and its text grey; a Holm-significant one is marked ``*``.
+    """
+    if accuracy.empty or comparison.empty or not heads:
+        return placeholder("The transfer grid was not run in this study.")
+    head = comparison[
+        [heads.get(d) == m for d, m in zip(comparison["dataset"], comparison["method"], strict=True)]
+    ]
+    cols = sorted({(d, r) for d, r in zip(head["dataset"], head["ratio"], strict=True)})
+    archs = list(accuracy.groupby("arch")["vs_median_pct"].mean().sort_values(ascending=False).index)
+    passes = {(r.dataset, r.arch): bool(r.passes) for r in accuracy.itertuples()}
+    cell = head.set_index(["arch", "dataset", "ratio"])
+    values = np.full((len(archs), len(cols)), np.nan)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(1.7 * len(cols) + 2.2, 0.55 * len(archs) + 1.6), layout="constrained")
+    for i, arch in enumerate(archs):
+        for j, (key, ratio) in enumerate(cols):
+            if (arch, key, ratio) in cell.index:
+                values[i, j] = cell.loc[(arch, key, ratio), "improvement_pct"]
+    image = ax.imshow(values, cmap="RdBu", vmin=-SCALE_PCT, vmax=SCALE_PCT, aspect="auto")
+    for i, arch in enumerate(archs):
+        for j, (key, ratio) in enumerate(cols):
+            if not np.isfinite(values[i, j]):
+                ax.text(j, i, "–", ha="center", va="center", fontsize=FONT)
+                continue
+            c = cell.loc[(arch, key, ratio)]
+            gated = passes.get((key, arch), False)
+            dark = abs(values[i, j]) > 0.6 * SCALE_PCT  # white text on saturated cells
+            text = f"{signed(c['improvement_pct'])}{'*' if c['p_holm'] < ALPHA else ''}\n"
+            text += f"[{signed(c['ci_low'])}, {signed(c['ci_high'])}]"
+            colour = "white" if dark and gated else "black" if gated else "0.45"
+            ax.text(j, i, text, ha="center", va="center", fontsize=FONT - 1, color=colour,
+                    style="normal" if gated else "italic")  # fmt: skip
+            if not gated:
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", ec="0.6", lw=0))
+    ax.set_xticks(range(len(cols)), [f"{key}\n{_label(heads[key])}\n{100 * r:g} % removed" for key, r in cols],
+                  fontsize=FONT)  # fmt: skip
+    ax.set_yticks(range(len(archs)), archs, fontsize=FONT)
+    bar = fig.colorbar(image, ax=ax, shrink=0.8)
+    bar.set_label("improvement over random (%)", fontsize=FONT)
+    bar.ax.tick_params(labelsize=FONT)
+    return fig
+
+
+def transfer_sentence(comparison: pd.DataFrame, accuracy: pd.DataFrame, heads: Mapping[str, str]) -> str:
+    """The headline comparison over the gated architectures, in words, per dataset and ratio."""
+    if comparison.empty or not heads:
+        return "the transfer grid was not run"
+    gated = {(r.dataset, r.arch) for r in accuracy.itertuples() if r.passes}
+    said = []
+    for (key, ratio), cell in comparison.groupby(["dataset", "ratio"], sort=True):
+        part = cell[(cell["method"] == heads.get(key)) & np.array([(key, a) in gated for a in cell["arch"]])]
+        if part.empty:
+            said.append(f"on {key} at {100 * ratio:g} % no architecture passes the gates")
+            continue
+        lower = int((part["improvement_pct"] > 0).sum())
+        sig = int(((part["improvement_pct"] > 0) & (part["p_holm"] < ALPHA)).sum())
+        worse = int(((part["improvement_pct"] < 0) & (part["p_holm"] < ALPHA)).sum())
+        said.append(
+            f"on {key} at {100 * ratio:g} % removed, {_label(heads[key])} has a lower MAE than random for "
+            f"{lower} of {len(part)} gated architectures ({sig} Holm-significantly; {worse} significantly higher; "
+            f"smallest Holm p {fmt_p(part['p_holm'].min())})"
+        )
+    return "; ".join(said)
+
+
+def transfer_measured(
+    accuracy: pd.DataFrame, comparison: pd.DataFrame, heads: Mapping[str, str], ratio: float
+) -> str:
+    """The grid in a few words for the Against-the-paper table: architectures, gated pairs, range at ``ratio``."""
+    from fusion.verdict import describe_change
+
+    if accuracy.empty:
+        return "not run"
+    gated = {(r.dataset, r.arch) for r in accuracy.itertuples() if r.passes}
+    head = comparison
+    if len(comparison):
+        keys = zip(
+            comparison["dataset"], comparison["arch"], comparison["method"], comparison["ratio"], strict=True
+        )
+        head = comparison[
+            np.array([heads.get(d) == m and (d, a) in gated and r == ratio for d, a, m, r in keys])
+        ]
+    text = (
+        f"{accuracy['arch'].nunique()} architectures, {len(gated)} of {len(accuracy)} "
+        "(dataset, architecture) pairs gated"
+    )
+    if head.empty:
+        return text
+    lo, hi = head["improvement_pct"].min(), head["improvement_pct"].max()
+    return (f"{text}; the better FUSION sign at {100 * ratio:g} % removed: from {describe_change(lo)} to "
+            f"{describe_change(hi)} than random")  # fmt: skip
