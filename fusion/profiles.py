@@ -2,8 +2,8 @@
 
 ``params.yaml`` is the active profile (the committed one is ``default``); the
 files in ``profiles/`` are complete params files (``smoke``: a few minutes on
-a laptop, ``default``: 1-2 hours on 2 CPU cores, ``paper``: the paper's
-protocol, GPU-scale). Usage, from the repository root::
+a laptop, ``default``: the converged CPU study, tens of core-hours that resume
+run by run, see the README; ``paper``: the paper's protocol, GPU-scale). Usage, from the repository root::
 
     python -m fusion.profiles smoke      # then: dvc repro
     python -m fusion.profiles --list

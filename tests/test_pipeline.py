@@ -99,8 +99,8 @@ def test_smoke_pipeline_repro_is_complete_cached_and_incremental(tmp_path):
     # The metrics contract.
     metrics = json.loads((repo / "results" / "metrics.json").read_text())
     assert set(metrics) >= {"study", "accuracy", "vs_random", "transfer", "optimal_point", "ood", "verdict"}
-    # The transfer grid: the main architecture (train + converge) beside megnet (transfer).
-    assert set(metrics["transfer"]["jdft2d"]) == {"cgcnn", "megnet"}
+    # The transfer grid: the train matrix's architectures (cgcnn with converge) beside megnet (transfer).
+    assert set(metrics["transfer"]["jdft2d"]) == {"cgcnn", "schnet", "megnet"}
     assert set(metrics["transfer"]["jdft2d"]["megnet"]["comparisons"]) == {"fusion_neg@0.4"}
     # The optimal point's seed 2 lies beyond the study's seeds: its split and surrogate come from the stage.
     optimal = pd.read_csv(repo / "results" / "optimal" / "jdft2d.csv")

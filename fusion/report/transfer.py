@@ -91,7 +91,7 @@ def transfer_heatmap(accuracy: pd.DataFrame, comparison: pd.DataFrame, heads: Ma
     Each cell shows the mean improvement over seeds (%, positive = lower MAE
     than random) and its 95 % interval; the colour saturates at
     :data:`SCALE_PCT`. A cell whose architecture fails a gate on that dataset
-    is hatched and its text grey; a Holm-significant one is marked ``*``.
+    stays grey, its text in italics; a Holm-significant one is marked ``*``.
     """
     if accuracy.empty or comparison.empty or not heads:
         return placeholder("The transfer grid was not run in this study.")
@@ -103,28 +103,36 @@ def transfer_heatmap(accuracy: pd.DataFrame, comparison: pd.DataFrame, heads: Ma
     passes = {(r.dataset, r.arch): bool(r.passes) for r in accuracy.itertuples()}
     cell = head.set_index(["arch", "dataset", "ratio"])
     values = np.full((len(archs), len(cols)), np.nan)
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(1.7 * len(cols) + 2.2, 0.55 * len(archs) + 1.6), layout="constrained")
+    coloured = np.full_like(values, np.nan)  # gated cells only: a failing one stays grey
     for i, arch in enumerate(archs):
         for j, (key, ratio) in enumerate(cols):
             if (arch, key, ratio) in cell.index:
                 values[i, j] = cell.loc[(arch, key, ratio), "improvement_pct"]
-    image = ax.imshow(values, cmap="RdBu", vmin=-SCALE_PCT, vmax=SCALE_PCT, aspect="auto")
+                if passes.get((key, arch), False):
+                    coloured[i, j] = values[i, j]
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(1.7 * len(cols) + 2.2, 0.55 * len(archs) + 1.6), layout="constrained")
+    cmap = plt.get_cmap("RdBu").copy()
+    cmap.set_bad("0.92")
+    image = ax.imshow(coloured, cmap=cmap, vmin=-SCALE_PCT, vmax=SCALE_PCT, aspect="auto")
     for i, arch in enumerate(archs):
         for j, (key, ratio) in enumerate(cols):
             if not np.isfinite(values[i, j]):
-                ax.text(j, i, "–", ha="center", va="center", fontsize=FONT)
+                ax.text(j, i, "not run", ha="center", va="center", fontsize=FONT - 1, color="0.3")
                 continue
             c = cell.loc[(arch, key, ratio)]
-            gated = passes.get((key, arch), False)
-            dark = abs(values[i, j]) > 0.6 * SCALE_PCT  # white text on saturated cells
+            gated = np.isfinite(coloured[i, j])
             text = f"{signed(c['improvement_pct'])}{'*' if c['p_holm'] < ALPHA else ''}\n"
-            text += f"[{signed(c['ci_low'])}, {signed(c['ci_high'])}]"
-            colour = "white" if dark and gated else "black" if gated else "0.45"
-            ax.text(j, i, text, ha="center", va="center", fontsize=FONT - 1, color=colour,
-                    style="normal" if gated else "italic")  # fmt: skip
+            text += (
+                f"[{signed(c['ci_low'])}, {signed(c['ci_high'])}]"
+                if np.isfinite(c["ci_low"])
+                else f"({int(c['n'])} seed)"
+            )
             if not gated:
-                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", ec="0.6", lw=0))
+                text += "\nfails a gate"
+            dark = gated and abs(values[i, j]) > 0.6 * SCALE_PCT  # white text on saturated colours
+            ax.text(j, i, text, ha="center", va="center", fontsize=FONT - 1, color="white" if dark else "black",
+                    style="normal" if gated else "italic")  # fmt: skip
     ax.set_xticks(range(len(cols)), [f"{key}\n{_label(heads[key])}\n{100 * r:g} % removed" for key, r in cols],
                   fontsize=FONT)  # fmt: skip
     ax.set_yticks(range(len(archs)), archs, fontsize=FONT)
