@@ -178,11 +178,14 @@ def test_report_table_heatmap_and_sentence_agree():
     table, values = report.transfer_display(acc, comp, heads, {"phonons": "cm⁻¹"})
     assert len(table) == 3
     assert values["transfer_n_gated"] == 2
-    assert values["transfer_failing"].startswith("schnet on phonons: not converged")
-    megnet = table.set_index("architecture").loc["megnet"]
+    by_arch = table.set_index("architecture")
+    assert by_arch.loc["schnet", "counted?"] == "not converged (+5.0 % with twice the budget)"
+    megnet = by_arch.loc["megnet"]
+    assert megnet["counted?"] == "counted"
     assert megnet["unpruned test MAE"].endswith("cm⁻¹")
-    assert megnet["FUSION (s = −1) vs random at 40 % (%)"].startswith("+6.0 (")
-    assert megnet["FUSION (s = −1) vs random at 40 % (%)"].endswith("*")
+    assert megnet["Matbench"] == "28.8 cm⁻¹"
+    assert megnet["FUSION (s = −1) vs random, 40 % removed (%)"].startswith("+6.0 (")
+    assert megnet["FUSION (s = −1) vs random, 40 % removed (%)"].endswith("*")
     fig = report.transfer_heatmap(acc, comp, heads)
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert len(texts) == 3 * 2  # architectures x ratios

@@ -13,9 +13,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fusion.analysis import CONVERGED, GATE_MEDIAN
 from fusion.report.figures import pyplot
 from fusion.report.study import FONT, placeholder
 from fusion.report.study_tables import ALPHA, _label, ci_cell, fmt_mae, fmt_p, signed, unit_of
+from fusion.transfer import GATE_MATBENCH
+from fusion.verdict import describe_change
 
 #: Colour scale of the heatmap: improvements beyond this (in %) saturate.
 SCALE_PCT = 15.0
@@ -33,21 +36,39 @@ def headline_of(metrics: Mapping[str, Any]) -> tuple[dict[str, str], float]:
     return heads, ratio
 
 
+def why_not_counted(r: Any) -> str:
+    """A row of ``transfer_accuracy`` in a few words: ``counted`` or the gates it fails.
+
+    Built from the numbers (true minus signs, the median-predictor gap through
+    :func:`fusion.verdict.describe_change`), so it reads the same for either sign.
+    """
+    if r.passes:
+        return "counted"
+    why = []
+    if not np.isfinite(r.change_pct):
+        why.append("no run with twice the budget")
+    elif abs(r.change_pct) >= 100 * CONVERGED:
+        why.append(f"not converged ({signed(r.change_pct)} % with twice the budget)")
+    if np.isfinite(r.ratio_to_matbench) and r.ratio_to_matbench > GATE_MATBENCH:
+        why.append(f"{r.ratio_to_matbench:.1f}× its Matbench MAE")
+    if not r.vs_median_pct >= 100 * GATE_MEDIAN:
+        why.append(f"{describe_change(r.vs_median_pct)} than the median predictor")
+    return "; ".join(why)
+
+
 def transfer_display(
     accuracy: pd.DataFrame, comparison: pd.DataFrame, heads: Mapping[str, str], units: Mapping[str, str]
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Per dataset and architecture: the unpruned model's quality and the headline FUSION sign against random.
 
     Returns:
-        The display table (one row per dataset and architecture; one column
-        per ratio of the grid) and glue values: ``transfer_n_arch``,
-        ``transfer_n_pairs``, ``transfer_n_gated`` and ``transfer_failing``
-        (the pairs that fail a gate, with the reason).
+        The display table (one row per dataset and architecture, MAEs in the
+        dataset's unit, why a pair does not count, one column per ratio of the
+        grid) and glue values ``transfer_n_arch``, ``transfer_n_pairs`` and
+        ``transfer_n_gated``.
     """
     if accuracy.empty:
-        empty = {"transfer_n_arch": 0, "transfer_n_pairs": 0, "transfer_n_gated": 0,
-                 "transfer_failing": "the transfer grid was not run"}  # fmt: skip
-        return pd.DataFrame(), empty
+        return pd.DataFrame(), {"transfer_n_arch": 0, "transfer_n_pairs": 0, "transfer_n_gated": 0}
     ratios = sorted(comparison["ratio"].unique()) if len(comparison) else []
     cmp = comparison.set_index(["dataset", "arch", "method", "ratio"]) if len(comparison) else None
     rows = []
@@ -57,30 +78,25 @@ def transfer_display(
             "dataset": r.dataset,
             "architecture": r.arch,
             "unpruned test MAE": fmt_mae(r.test_mae, unit),
-            "Matbench": fmt_mae(r.matbench_mae),
-            "median predictor": fmt_mae(r.median_predictor_mae),
-            "2x budget (%)": signed(r.change_pct),
-            "gate": "passes" if r.passes else "fails",
+            "Matbench": fmt_mae(r.matbench_mae, unit),
+            "median predictor": fmt_mae(r.median_predictor_mae, unit),
+            "counted?": why_not_counted(r),
         }
         method = heads.get(r.dataset)
         for ratio in ratios:
+            name = f"{_label(method or 'fusion_neg')} vs random, {100 * ratio:g} % removed (%)"
             key = (r.dataset, r.arch, method, ratio)
             if cmp is None or method is None or key not in cmp.index:
-                row[f"{_label(method or 'fusion_neg')} vs random at {100 * ratio:g} % (%)"] = "–"
+                row[name] = "–"
                 continue
             c = cmp.loc[key]
             star = "*" if c["p_holm"] < ALPHA else ""
-            row[f"{_label(method)} vs random at {100 * ratio:g} % (%)"] = (
-                f"{ci_cell(c['improvement_pct'], c['ci_low'], c['ci_high'])}{star}"
-            )
+            row[name] = f"{ci_cell(c['improvement_pct'], c['ci_low'], c['ci_high'])}{star}"
         rows.append(row)
-    failing = accuracy[~accuracy["passes"]]
-    said = "; ".join(f"{r.arch} on {r.dataset}: {r.reason}" for r in failing.itertuples())
     values = {
         "transfer_n_arch": int(accuracy["arch"].nunique()),
         "transfer_n_pairs": len(accuracy),
         "transfer_n_gated": int(accuracy["passes"].sum()),
-        "transfer_failing": said or "none",
     }
     return pd.DataFrame(rows), values
 
@@ -111,14 +127,16 @@ def transfer_heatmap(accuracy: pd.DataFrame, comparison: pd.DataFrame, heads: Ma
                 if passes.get((key, arch), False):
                     coloured[i, j] = values[i, j]
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(1.7 * len(cols) + 2.2, 0.55 * len(archs) + 1.6), layout="constrained")
-    cmap = plt.get_cmap("RdBu").copy()
-    cmap.set_bad("0.92")
+    # Wide enough that the three-line cells stay legible once the page scales the figure down.
+    fig, ax = plt.subplots(
+        figsize=(max(6.0, 1.5 * len(cols) + 2.4), 0.7 * len(archs) + 1.6), layout="constrained"
+    )
+    cmap = plt.get_cmap("RdBu").with_extremes(bad="0.92")
     image = ax.imshow(coloured, cmap=cmap, vmin=-SCALE_PCT, vmax=SCALE_PCT, aspect="auto")
     for i, arch in enumerate(archs):
         for j, (key, ratio) in enumerate(cols):
             if not np.isfinite(values[i, j]):
-                ax.text(j, i, "not run", ha="center", va="center", fontsize=FONT - 1, color="0.3")
+                ax.text(j, i, "not run", ha="center", va="center", fontsize=FONT, color="0.3")
                 continue
             c = cell.loc[(arch, key, ratio)]
             gated = np.isfinite(coloured[i, j])
@@ -131,7 +149,7 @@ def transfer_heatmap(accuracy: pd.DataFrame, comparison: pd.DataFrame, heads: Ma
             if not gated:
                 text += "\nfails a gate"
             dark = gated and abs(values[i, j]) > 0.6 * SCALE_PCT  # white text on saturated colours
-            ax.text(j, i, text, ha="center", va="center", fontsize=FONT - 1, color="white" if dark else "black",
+            ax.text(j, i, text, ha="center", va="center", fontsize=FONT, color="white" if dark else "black",
                     style="normal" if gated else "italic")  # fmt: skip
     ax.set_xticks(range(len(cols)), [f"{key}\n{_label(heads[key])}\n{100 * r:g} % removed" for key, r in cols],
                   fontsize=FONT)  # fmt: skip
@@ -168,8 +186,6 @@ def transfer_measured(
     accuracy: pd.DataFrame, comparison: pd.DataFrame, heads: Mapping[str, str], ratio: float
 ) -> str:
     """The grid in a few words for the Against-the-paper table: architectures, gated pairs, range at ``ratio``."""
-    from fusion.verdict import describe_change
-
     if accuracy.empty:
         return "not run"
     gated = {(r.dataset, r.arch) for r in accuracy.itertuples() if r.passes}
