@@ -177,7 +177,9 @@ def test_report_table_heatmap_and_sentence_agree():
     assert (heads, ratio) == ({"phonons": "fusion_neg"}, 0.4)
     table, values = report.transfer_display(acc, comp, heads, {"phonons": "cm⁻¹"})
     assert len(table) == 3
-    assert values["transfer_n_gated"] == 2
+    assert values["transfer_summary"].startswith(
+        "2 of 3 (dataset, architecture) pairs of 3 architectures pass"
+    )
     by_arch = table.set_index("architecture")
     assert by_arch.loc["schnet", "counted?"] == "not converged (+5.0 % with twice the budget)"
     megnet = by_arch.loc["megnet"]
@@ -197,5 +199,7 @@ def test_report_table_heatmap_and_sentence_agree():
     assert measured.endswith("from 6.0 % lower MAE to 6.0 % lower MAE than random")
     assert report.transfer_measured(pd.DataFrame(), pd.DataFrame(), {}, 0.4) == "not run"
     # Nothing run: a placeholder figure and sentences that say so.
-    assert report.transfer_display(pd.DataFrame(), pd.DataFrame(), {}, {})[1]["transfer_n_pairs"] == 0
+    assert report.transfer_display(pd.DataFrame(), pd.DataFrame(), {}, {})[1] == {
+        "transfer_summary": "The transfer grid has not run in this study."
+    }
     assert report.transfer_heatmap(pd.DataFrame(), pd.DataFrame(), {}).axes[0].texts

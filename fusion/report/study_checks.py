@@ -125,7 +125,7 @@ def protocol_display(protocol: pd.DataFrame, units: Mapping[str, str]) -> tuple[
         rows, s = −1 first, in the same words).
     """
     if protocol.empty:
-        return pd.DataFrame(), {"protocol_sentence": "the pruned-validation protocol was not run."}
+        return pd.DataFrame(), {"protocol_sentence": "the pruned-validation protocol was not run"}
     wide = protocol.pivot_table(index=["dataset", "method", "ratio"], columns="val_protocol",
                                 values=["n", "n_val", "val_mae", "test_mae"])  # fmt: skip
     wide.columns = [f"{a}_{b}" for a, b in wide.columns]
@@ -166,7 +166,10 @@ def optimal_display(optimal: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]
         no pruning, in words), ``optimal_n`` (seeds).
     """
     if optimal.empty:
-        return pd.DataFrame(), {"optimal_sentence": "the optimal-point search was not run.", "optimal_n": 0}
+        return pd.DataFrame(), {
+            "optimal_sentence": "the optimal-point search has not run in this study",
+            "optimal_n": 0,
+        }
     o = _ordered(optimal.assign(vrank=optimal["versus"] != "ratio 0"), "vrank")  # no pruning first
     table = pd.DataFrame(
         {
@@ -202,7 +205,7 @@ def ood_display(ood: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
         The display table and ``ood_sentence`` (every FUSION row, in words).
     """
     if ood.empty:
-        return pd.DataFrame(), {"ood_sentence": "the out-of-distribution check was not run."}
+        return pd.DataFrame(), {"ood_sentence": "the out-of-distribution check has not run in this study"}
     o = _ordered(ood if "folds" in ood else ood.assign(folds="kmeans"), "folds")
     folds = o["folds"]
     source = {"kmeans": "our k-means folds", "paper": "the paper's LOCO folds"}

@@ -64,11 +64,11 @@ def transfer_display(
     Returns:
         The display table (one row per dataset and architecture, MAEs in the
         dataset's unit, why a pair does not count, one column per ratio of the
-        grid) and glue values ``transfer_n_arch``, ``transfer_n_pairs`` and
-        ``transfer_n_gated``.
+        grid) and the glue value ``transfer_summary`` (how many pairs count,
+        and :func:`transfer_sentence`).
     """
     if accuracy.empty:
-        return pd.DataFrame(), {"transfer_n_arch": 0, "transfer_n_pairs": 0, "transfer_n_gated": 0}
+        return pd.DataFrame(), {"transfer_summary": "The transfer grid has not run in this study."}
     ratios = sorted(comparison["ratio"].unique()) if len(comparison) else []
     cmp = comparison.set_index(["dataset", "arch", "method", "ratio"]) if len(comparison) else None
     rows = []
@@ -93,12 +93,12 @@ def transfer_display(
             star = "*" if c["p_holm"] < ALPHA else ""
             row[name] = f"{ci_cell(c['improvement_pct'], c['ci_low'], c['ci_high'])}{star}"
         rows.append(row)
-    values = {
-        "transfer_n_arch": int(accuracy["arch"].nunique()),
-        "transfer_n_pairs": len(accuracy),
-        "transfer_n_gated": int(accuracy["passes"].sum()),
-    }
-    return pd.DataFrame(rows), values
+    summary = (
+        f"{int(accuracy['passes'].sum())} of {len(accuracy)} (dataset, architecture) pairs of "
+        f"{accuracy['arch'].nunique()} architectures pass (the table below says why each other one does not "
+        f"count). Over the gated ones, {transfer_sentence(comparison, accuracy, heads)}."
+    )
+    return pd.DataFrame(rows), {"transfer_summary": summary}
 
 
 def transfer_heatmap(accuracy: pd.DataFrame, comparison: pd.DataFrame, heads: Mapping[str, str]) -> Any:
@@ -110,7 +110,7 @@ def transfer_heatmap(accuracy: pd.DataFrame, comparison: pd.DataFrame, heads: Ma
     stays grey, its text in italics; a Holm-significant one is marked ``*``.
     """
     if accuracy.empty or comparison.empty or not heads:
-        return placeholder("The transfer grid was not run in this study.")
+        return placeholder("The transfer grid has not run in this study.")
     head = comparison[
         [heads.get(d) == m for d, m in zip(comparison["dataset"], comparison["method"], strict=True)]
     ]
