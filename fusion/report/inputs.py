@@ -220,6 +220,6 @@ def study_status(params: Mapping[str, Any], root: str | Path = ".") -> str:
         return f"complete: all {total} training cells and the analysis have run."
     return (
         f"in progress: {done} of {total} training cells (dataset × architecture × seed) have "
-        "finished and the analyze stage has not run on them yet, so the tables and figures "
-        "below are empty; they fill in when dvc repro completes."
+        "finished and the analyze stage has not run on them yet, so the study's tables and "
+        "figures are empty; they fill in when dvc repro completes."
     )
