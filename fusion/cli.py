@@ -64,7 +64,10 @@ surrogate (fusion and uncertainty only):
 {models}
   is trained on the pool, 90 % for training and a seeded 10 % for
   validation; it stops early after --patience epochs without a better
-  validation MAE and keeps its best weights. Its validation MAE is printed
+  validation MAE and keeps its best weights. It takes at most --max-steps
+  optimiser steps (default {max_steps:,}): a pool of more than about 2,000
+  records trains fewer than --epochs epochs, so its cost stops growing with
+  the pool (the summary says when the cap applied). Its validation MAE is printed
   beside the median predictor's on the same records: a surrogate that does
   not beat the median gives a U that means little. --size cpu is a small,
   fast configuration of each model; --size paper its published
@@ -153,7 +156,7 @@ def _ratios(text: str) -> list[float]:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from fusion.prune_options import METHOD_HELP, METHODS, SIZES
+    from fusion.prune_options import MAX_STEPS, METHOD_HELP, METHODS, SIZES
 
     parser = _Parser(prog="fusion", description="FUSION dataset pruning for crystal property prediction.")
     parser.add_argument("--version", action="version", version=f"fusion {__version__}")
@@ -166,6 +169,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "and write the kept and removed ids with their scores.",
         epilog=EPILOG.format(
             methods=methods,
+            max_steps=MAX_STEPS,
             models=textwrap.fill(
                 "An evidential GNN (--model, one of: " + ", ".join(MODEL_NAMES) + ")",
                 width=78,
@@ -243,6 +247,12 @@ def _build_parser() -> argparse.ArgumentParser:
     sur.add_argument("--size", default="cpu", help=f"size preset: {' or '.join(SIZES)} (see below)")
     sur.add_argument("--epochs", type=int, default=100, help="maximum training epochs")
     sur.add_argument(
+        "--max-steps",
+        type=int,
+        default=MAX_STEPS,
+        help="at most this many optimiser steps: a large pool trains fewer epochs (0: no cap; see below)",
+    )
+    sur.add_argument(
         "--patience", type=int, default=20, help="stop after this many epochs without a better validation MAE"
     )
     sur.add_argument("--batch-size", type=int, default=64, help="training batch size (graphs)")
@@ -276,6 +286,11 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _capped(q: dict[str, Any]) -> str:
+    """`` (--max-steps N)`` when the step cap set the epoch limit below ``--epochs``."""
+    return f" (--max-steps {q['max_steps']})" if q.get("max_steps") and q.get("capped") else ""
+
+
 def _print_result(result: Any, written: dict[str, Path]) -> None:
     """Print the run's summary on stdout and its warnings on stderr."""
     out = [
@@ -290,7 +305,8 @@ def _print_result(result: Any, written: dict[str, Path]) -> None:
         out.append(
             f"  surrogate {q['model']} ({q['size']} size) on {q['device']}: validation MAE {q['val_mae']:.4g} "
             f"vs {q['median_val_mae']:.4g} for the median predictor ({q['n_train']} train / {q['n_val']} "
-            f"validation records); {q['epochs_run']} of {q['max_epochs']} epochs, best {q['best_epoch']}, {stop}"
+            f"validation records); {q['epochs_run']} of {q['max_epochs']} epochs{_capped(q)}, "
+            f"best {q['best_epoch']}, {stop}"
         )
     names = result.output_names()
     for r, sel in result.selections.items():
@@ -354,6 +370,7 @@ def prune(args: argparse.Namespace) -> dict[str, Any]:
         lr=args.lr,
         patience=args.patience,
         device=args.device,
+        max_steps=args.max_steps,
         lam=args.lam,
         aleatoric_sign=args.aleatoric_sign,
         gamma=args.gamma,

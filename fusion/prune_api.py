@@ -55,7 +55,7 @@ import pandas as pd
 from fusion.data import CrystalDataset, DataError
 from fusion.parallel import MIN_ITEMS
 from fusion.prune_cache import WorkDir
-from fusion.prune_options import NEEDS_U, NEEDS_X, OptionError, check_options, check_scheduler
+from fusion.prune_options import MAX_STEPS, NEEDS_U, NEEDS_X, OptionError, check_options, check_scheduler
 from fusion.prune_result import PruneResult, ratio_shift, shift_warning, spread_warnings
 from fusion.prune_steps import (
     VAL_FRACTION,
@@ -88,6 +88,7 @@ def prune(
     lr: float = 1e-3,
     patience: int = 20,
     device: str = "auto",
+    max_steps: int | None = MAX_STEPS,
     lam: float = 0.0,
     aleatoric_sign: int = -1,
     gamma: float = 0.1,
@@ -126,6 +127,11 @@ def prune(
             validation MAE. Defaults to 20.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or
             ``"cuda:N"``. Defaults to ``"auto"``.
+        max_steps: At most this many surrogate optimiser steps: a large pool
+            trains fewer than ``epochs`` epochs
+            (:func:`fusion.prune_steps.surrogate_epochs`). None or 0: no cap.
+            Defaults to :data:`MAX_STEPS` (3,000; pools below about 2,000
+            records keep ``epochs``).
         lam: Weight Lambda of the epistemic term in
             ``U = sigmoid(Lambda U_epi + s U_ale)``. Defaults to 0.
         aleatoric_sign: Sign ``s`` of the aleatoric term (-1: the paper's). Defaults to -1.
@@ -172,6 +178,7 @@ def prune(
         "lr": lr,
         "patience": patience,
         "device": device,
+        "max_steps": max_steps,
     }
     compression, address = _checked_options(
         data,

@@ -45,6 +45,12 @@ class OptionError(ValueError):
     """An option of :func:`fusion.prune_api.prune` (or ``fusion prune``) is out of range or unknown."""
 
 
+#: Default cap of the surrogate's optimiser steps (``--max-steps``): pools below about
+#: 2,000 records keep ``--epochs``; a larger one trains fewer epochs, so that the
+#: surrogate's cost stops growing with the pool.
+MAX_STEPS = 3_000
+
+
 def check_options(
     *,
     ratios: Sequence[float],
@@ -59,6 +65,7 @@ def check_options(
     n_jobs: int,
     device: str,
     aleatoric_sign: int,
+    max_steps: int | None = None,
     workdir: str | Path | None = None,
 ) -> None:
     """Check every option before any data are read.
@@ -83,6 +90,8 @@ def check_options(
     for name, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--patience", patience)):
         if not isinstance(value, int) or value < 1:
             raise OptionError(f"{name} must be a positive integer, got {value}")
+    if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 0):
+        raise OptionError(f"--max-steps must be a positive integer (0: no cap), got {max_steps}")
     if not lr > 0:
         raise OptionError(f"--lr must be positive, got {lr}")
     if not (gamma > 0 and np.isfinite(gamma)):

@@ -335,7 +335,11 @@ def render_report(result: PruneResult) -> str:
             ["validation MAE (surrogate)", q["val_mae"]],
             ["validation MAE (median predictor)", q["median_val_mae"]],
             ["records (train / validation)", f"{q['n_train']} / {q['n_val']}"],
-            ["epochs run (of max)", f"{q['epochs_run']} of {q['max_epochs']}"],
+            [
+                "epochs run (of max)",
+                f"{q['epochs_run']} of {q['max_epochs']}"
+                + (f" (capped by --max-steps {q['max_steps']})" if q.get("capped") else ""),
+            ],
             ["best epoch", q["best_epoch"]],
             ["early stop", f"yes (patience {q['patience']})" if q["stopped_early"] else "no"],
             ["training time (s)", q["seconds"]],

@@ -280,6 +280,32 @@ def compute_graphs(
     )
 
 
+def surrogate_epochs(n: int, epochs: int, batch_size: int, max_steps: int | None, seed: int = 0) -> int:
+    """The surrogate's epoch limit: ``epochs``, or fewer so that it takes at most ``max_steps`` optimiser steps.
+
+    A large pool has many steps per epoch and needs fewer epochs; capping the
+    steps keeps the surrogate's cost from growing with the pool beyond
+    ``max_steps`` batches (plus its validation passes). At least one epoch.
+
+    Args:
+        n: Records of the pool (the surrogate trains on its training part, :func:`surrogate_split`).
+        epochs: Maximum epochs (``--epochs``).
+        batch_size: Batch size (graphs).
+        max_steps: Maximum optimiser steps (``--max-steps``); None or 0: no cap.
+        seed: The surrogate's seed (it fixes the split, hence the size of the training part).
+
+    Example:
+        >>> surrogate_epochs(2_000, 100, 64, 3_000)  # 1,800 training records: 29 steps an epoch
+        100
+        >>> surrogate_epochs(10_000, 100, 64, 3_000)  # 9,000: 141 steps an epoch
+        21
+    """
+    if not max_steps:
+        return int(epochs)
+    per_epoch = math.ceil(len(surrogate_split(n, seed)[0]) / batch_size)
+    return max(1, min(int(epochs), int(max_steps) // per_epoch))
+
+
 def surrogate_scores(
     ds: CrystalDataset,
     y: np.ndarray,
@@ -291,6 +317,7 @@ def surrogate_scores(
     lr: float,
     patience: int,
     device: str,
+    max_steps: int | None,
     lam: float,
     aleatoric_sign: int,
     seed: int,
@@ -315,6 +342,7 @@ def surrogate_scores(
         lr: Peak learning rate.
         patience: Early-stopping patience (epochs).
         device: Device option (resolved with :func:`fusion.prune_options.resolve_device`).
+        max_steps: Maximum optimiser steps (:func:`surrogate_epochs`); None or 0: no cap.
         lam: Weight Lambda of the epistemic term of ``U``.
         aleatoric_sign: Sign s of the aleatoric term of ``U``.
         seed: The surrogate's seed.
@@ -332,6 +360,7 @@ def surrogate_scores(
     from fusion.train import TrainConfig
 
     dev = resolve_device(device)
+    requested, epochs = epochs, surrogate_epochs(len(ds), epochs, batch_size, max_steps, seed)
     fresh: dict[str, np.ndarray] = {}
 
     def train() -> dict[str, Any]:
@@ -402,6 +431,8 @@ def surrogate_scores(
         "n_val": len(val),
         "epochs_run": int(t["epochs_run"]),
         "max_epochs": epochs,
+        "max_steps": max_steps or None,
+        "capped": epochs < requested,
         "best_epoch": int(t["best_epoch"]),
         "stopped_early": int(t["epochs_run"]) < epochs,
         "patience": patience,

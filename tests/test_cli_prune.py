@@ -57,6 +57,7 @@ def base(data, out, *extra):
         (["--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
         (["--epochs", "0"], "--epochs must be a positive integer, got 0"),
         (["--patience", "0"], "--patience must be a positive integer, got 0"),
+        (["--max-steps", "-1"], "--max-steps must be a positive integer (0: no cap), got -1"),
         (["--gamma", "-1"], "--gamma must be positive and finite, got -1"),
         (["--n-jobs", "0"], "--n-jobs must be a positive integer (or -1 for every core), got 0"),
         (["--ratio", "1.0"], "--ratio must be in [0, 1)"),
@@ -241,6 +242,25 @@ def test_ratios_reuse_fingerprints_and_surrogate(cifs, tmp_path, capsys, monkeyp
     assert "for the median predictor" in stdout
     scores = pd.read_csv(out / "scores.csv")
     assert scores[["U", "W", "I"]].notna().all().all()
+
+
+def test_max_steps_caps_the_surrogate_epochs_and_says_so(cifs, tmp_path, capsys):
+    # 12 records: 11 train the surrogate, 3 batches of 4 an epoch; 6 steps allow 2 of the 5 epochs.
+    out = tmp_path / "o"
+    argv = base(cifs, out, "--epochs", "5", "--max-steps", "6", "--batch-size", "4", "--patience", "5",
+                "--device", "cpu")  # fmt: skip
+    code, stdout, _ = run(argv, capsys)
+    assert code == 0
+    q = json.loads((out / "summary.json").read_text())["surrogate"]
+    assert (q["max_epochs"], q["max_steps"], q["capped"]) == (2, 6, True)
+    assert q["epochs_run"] <= 2
+    assert "of 2 epochs (--max-steps 6)" in stdout
+    # No cap: the epochs asked for.
+    code, stdout, _ = run(base(cifs, tmp_path / "p", "--epochs", "2", "--max-steps", "0", "--batch-size", "4",
+                               "--device", "cpu"), capsys)  # fmt: skip
+    q = json.loads((tmp_path / "p" / "summary.json").read_text())["surrogate"]
+    assert (q["max_epochs"], q["max_steps"], q["capped"]) == (2, None, False)
+    assert "--max-steps" not in stdout
 
 
 def test_random_skips_soap_and_surrogate(cifs, tmp_path, capsys, monkeypatch):
