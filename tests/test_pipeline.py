@@ -56,7 +56,9 @@ def copy_repo(dst: Path) -> None:
     subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
 
 
-def run(args: list[str], cwd: Path, timeout: int = 400) -> str:
+# The smoke profile's first `dvc repro` (every stage, the book's pages included) takes
+# about 7 minutes on 2 idle cores; the limit only catches a hang.
+def run(args: list[str], cwd: Path, timeout: int = 1200) -> str:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
     env.pop("PYTHONPATH", None)
     proc = subprocess.run(
