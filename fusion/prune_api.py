@@ -69,6 +69,8 @@ from fusion.prune_steps import (
 
 __all__ = ["MIN_PARALLEL", "VAL_FRACTION", "prune", "surrogate_split"]
 
+#: Fingerprints from this size (bytes) on get a warning naming the memory-light compression.
+BIG_FINGERPRINTS = 1_000_000_000
 #: Steps on fewer records run in this process: starting local workers would cost
 #: more than it saves (an external ``scheduler`` is used whatever the size). The
 #: pipeline's threshold for SOAP, :data:`fusion.parallel.MIN_ITEMS`.
@@ -408,4 +410,11 @@ def _warnings(
             "try more --epochs or another --model)"
         )
     warns += [w for r in ratios if (w := shift_warning(r, shift[r])) is not None]
+    if scores.X is not None and scores.X.nbytes >= BIG_FINGERPRINTS:
+        n, width = scores.X.shape
+        warns.append(
+            f"the fingerprints take {scores.X.nbytes / 1e9:.1f} GB ({n:,} records x {width:,} features): "
+            "the default --compression mu1nu1 grows with the number of elements in the data; "
+            "--compression mu2 has 252 features whatever the elements and needs far less memory"
+        )
     return warns

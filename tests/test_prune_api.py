@@ -82,6 +82,17 @@ def test_flat_uncertainty_warns(fake_surrogate):
     assert any("U barely varies" in w for w in result.warnings)
 
 
+def test_wide_fingerprints_warn_and_name_the_light_compression(fake_surrogate, monkeypatch):
+    monkeypatch.setattr(prune_api, "BIG_FINGERPRINTS", 10 * 4)  # any 10-record float32 matrix of >= 1 feature
+    result = prune_api.prune(tiny_dataset(), ratios=0.3, method="weight", device="cpu")
+    (warning,) = [w for w in result.warnings if "fingerprints take" in w]
+    assert "10 records x" in warning
+    assert "--compression mu2 has 252 features" in warning
+    monkeypatch.setattr(prune_api, "BIG_FINGERPRINTS", 10**12)
+    result = prune_api.prune(tiny_dataset(), ratios=0.3, method="weight", device="cpu")
+    assert not any("fingerprints take" in w for w in result.warnings)
+
+
 def test_target_shift_warns():
     shift = {"ks": 0.4, "top_decile_share": 0.0, "kept_mean": 1.0, "pool_mean": 2.0, "removed_mean": 3.0}
     warning = prune_result.shift_warning(0.5, shift)
