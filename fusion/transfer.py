@@ -158,3 +158,20 @@ def comparison(
     if architectures is not None:
         base = base[base["arch"].isin(list(architectures))]
     return compare(base, by=("dataset", "arch"))
+
+
+def headline_rows(
+    comparison: pd.DataFrame, heads: dict[str, str], accuracy: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The rows of :func:`comparison` for each dataset's headline FUSION sign (``heads``).
+
+    With ``accuracy`` (:func:`accuracy`), only the (dataset, architecture) pairs that pass its gates.
+    """
+    if comparison.empty:
+        return comparison
+    keep = comparison["method"].to_numpy() == comparison["dataset"].map(dict(heads)).to_numpy()
+    if accuracy is not None:
+        gated = {(r.dataset, r.arch) for r in accuracy.itertuples() if r.passes}
+        pairs = zip(comparison["dataset"], comparison["arch"], strict=True)
+        keep &= np.array([pair in gated for pair in pairs], dtype=bool)
+    return comparison[keep]

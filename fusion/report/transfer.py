@@ -17,7 +17,7 @@ from fusion.analysis import CONVERGED, GATE_MEDIAN
 from fusion.report.figures import pyplot
 from fusion.report.study import FONT, placeholder
 from fusion.report.study_tables import ALPHA, _label, ci_cell, fmt_mae, fmt_p, signed, unit_of
-from fusion.transfer import GATE_MATBENCH
+from fusion.transfer import GATE_MATBENCH, headline_rows
 from fusion.verdict import describe_change
 
 #: Colour scale of the heatmap: improvements beyond this (in %) saturate.
@@ -111,9 +111,7 @@ def transfer_heatmap(accuracy: pd.DataFrame, comparison: pd.DataFrame, heads: Ma
     """
     if accuracy.empty or comparison.empty or not heads:
         return placeholder("The transfer grid has not run in this study.")
-    head = comparison[
-        [heads.get(d) == m for d, m in zip(comparison["dataset"], comparison["method"], strict=True)]
-    ]
+    head = headline_rows(comparison, heads)
     cols = sorted({(d, r) for d, r in zip(head["dataset"], head["ratio"], strict=True)})
     archs = list(accuracy.groupby("arch")["vs_median_pct"].mean().sort_values(ascending=False).index)
     passes = {(r.dataset, r.arch): bool(r.passes) for r in accuracy.itertuples()}
@@ -164,10 +162,10 @@ def transfer_sentence(comparison: pd.DataFrame, accuracy: pd.DataFrame, heads: M
     """The headline comparison over the gated architectures, in words, per dataset and ratio."""
     if comparison.empty or not heads:
         return "the transfer grid was not run"
-    gated = {(r.dataset, r.arch) for r in accuracy.itertuples() if r.passes}
+    gated = headline_rows(comparison, heads, accuracy)
     said = []
-    for (key, ratio), cell in comparison.groupby(["dataset", "ratio"], sort=True):
-        part = cell[(cell["method"] == heads.get(key)) & np.array([(key, a) in gated for a in cell["arch"]])]
+    for key, ratio in sorted(set(zip(comparison["dataset"], comparison["ratio"], strict=True))):
+        part = gated[(gated["dataset"] == key) & (gated["ratio"] == ratio)]
         if part.empty:
             said.append(f"on {key} at {100 * ratio:g} % no architecture passes the gates")
             continue
@@ -189,14 +187,8 @@ def transfer_measured(
     if accuracy.empty:
         return "not run"
     gated = {(r.dataset, r.arch) for r in accuracy.itertuples() if r.passes}
-    head = comparison
-    if len(comparison):
-        keys = zip(
-            comparison["dataset"], comparison["arch"], comparison["method"], comparison["ratio"], strict=True
-        )
-        head = comparison[
-            np.array([heads.get(d) == m and (d, a) in gated and r == ratio for d, a, m, r in keys])
-        ]
+    head = headline_rows(comparison, heads, accuracy)
+    head = head[head["ratio"] == ratio] if len(head) else head
     text = (
         f"{accuracy['arch'].nunique()} architectures, {len(gated)} of {len(accuracy)} "
         "(dataset, architecture) pairs gated"
