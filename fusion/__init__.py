@@ -16,6 +16,7 @@ Subpackages and modules:
         options in prune_options and its result, files and warnings in prune_result.
     prune_steps: the engine's steps (load, fingerprints, graphs, surrogate scores),
         each computing one artefact once for all ratios, cached in the working folder.
+    packed: a checked crystal as three arrays (what the engine holds in memory at scale).
 """
 
 __version__ = "0.1.0"

@@ -107,7 +107,8 @@ class CrystalDataset:
         name: Dataset name.
         target: Target name.
         ids: Record ids, unique.
-        structures: One pymatgen structure per id.
+        structures: One pymatgen structure per id (or a
+            :class:`fusion.packed.PackedStructure`, see :func:`validate_records`).
         targets: Target values, float64, finite.
         metadata: One row per kept record (``id``, ``formula``, ``nsites`` and any
             source columns such as a published ``split``).
@@ -237,10 +238,16 @@ def check_record(
 
 
 def _check_chunk(
-    args: tuple[list[RawRecord], float],
-) -> list[tuple[Structure | None, float | None, str | None]]:
-    recs, cutoff = args
-    return [check_record(r, cutoff) for r in recs]
+    args: tuple[list[RawRecord], float, bool],
+) -> list[tuple[Any, float | None, str | None]]:
+    """Worker: check a chunk of records; with ``packed``, return each good structure packed."""
+    recs, cutoff, packed = args
+    out = [check_record(r, cutoff) for r in recs]
+    if packed:
+        from fusion.packed import PackedStructure
+
+        out = [(None if s is None else PackedStructure.of(s), v, why) for s, v, why in out]
+    return out
 
 
 def validate_records(
@@ -253,6 +260,7 @@ def validate_records(
     n_jobs: int = 1,
     progress: bool = True,
     client: Any = None,
+    packed: bool = False,
 ) -> CrystalDataset:
     """Check records and assemble a dataset; failures are skipped and reported.
 
@@ -268,6 +276,9 @@ def validate_records(
         progress: Show a progress bar. Defaults to True.
         client: A ``distributed.Client`` from :func:`fusion.parallel.workers`.
             Defaults to None.
+        packed: Hold each structure as a :class:`fusion.packed.PackedStructure`
+            (packed where it is checked; about 100x less memory) instead of a
+            pymatgen structure. Defaults to False.
 
     Returns:
         The dataset of the records that passed, in input order (independent of
@@ -298,7 +309,7 @@ def validate_records(
     if client is not None or (resolve_workers(n_jobs) > 1 and len(unique) > 200):
         n = len(client.scheduler_info()["workers"]) if client is not None else resolve_workers(n_jobs)
         size = math.ceil(len(unique) / (max(n, 1) * 8)) or 1
-        chunks = [(unique[i : i + size], cutoff) for i in range(0, len(unique), size)]
+        chunks = [(unique[i : i + size], cutoff, packed) for i in range(0, len(unique), size)]
         run: dict[str, Any] = {
             "progress": progress,
             "desc": f"check {name}",
@@ -312,7 +323,8 @@ def validate_records(
                 parts = map_ordered(_check_chunk, chunks, own, **run)
         results = [r for part in parts for r in part]
     else:
-        results = [check_record(r, cutoff) for r in tqdm(unique, disable=not progress, desc=f"check {name}")]
+        bar = tqdm(unique, disable=not progress, desc=f"check {name}")
+        results = [r for rec in bar for r in _check_chunk(([rec], cutoff, packed))]
 
     ids, structures, values, meta = [], [], [], []
     for rec, (structure, value, reason) in zip(unique, results, strict=True):

@@ -217,7 +217,7 @@ def prune(
             workdir=wd,
             progress=progress,
         )
-        workers_used = None if not pool.opened else ("scheduler" if address else pool.n)
+        workers_used = None if not pool.used else ("scheduler" if address else pool.n)
 
     selections = _select_per_ratio(method, ratio_list, ds.ids, scores, seed=seed, gamma=gamma)
     shift = {r: ratio_shift(scores.y, sel) for r, sel in selections.items()}

@@ -67,7 +67,7 @@ SUFFIX = {"structures": ".pkl", "graphs": ".pt", "fingerprints": ".npz", "surrog
 
 #: The modules (paths under the package folder) whose source decides each artefact.
 CODE = {
-    "structures": ("data.py", "userdata.py", "cif.py"),
+    "structures": ("data.py", "userdata.py", "cif.py", "packed.py"),
     "fingerprints": ("fingerprints.py",),
     "graphs": ("graphs.py", "featurize.py"),
     "surrogate": ("train.py", "models", "uncertainty.py"),

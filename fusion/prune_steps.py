@@ -64,9 +64,11 @@ class Workers:
         self.n = n
         self.address = address
         self.min_items = min_items
-        self._stack = stack
+        self._own = contextlib.ExitStack()
+        stack.callback(self._own.close)
         self._client: Any = None
         self.opened = False
+        self.used = False  # opened at some point of the run
 
     def open(self) -> Any:
         """The client, opened (or connected) the first time."""
@@ -74,11 +76,22 @@ class Workers:
             from fusion.parallel import workers
 
             try:
-                self._client = self._stack.enter_context(workers(self.n, self.address))
+                self._client = self._own.enter_context(workers(self.n, self.address))
             except (OSError, TimeoutError) as exc:
                 raise OptionError(f"--scheduler {self.address}: cannot connect ({exc})") from exc
-            self.opened = True
+            self.opened = self.used = True
         return self._client
+
+    def release(self) -> None:
+        """Stop a local cluster, freeing its workers' memory before a step that runs here only.
+
+        An external scheduler stays connected (its workers are not ours to stop).
+        A later step that needs workers starts a new cluster.
+        """
+        if self.opened and self.address is None:
+            self._own.close()
+            self._client = None
+            self.opened = False
 
     def client(self, n_items: int) -> Any:
         """The client for a step over ``n_items`` records, or None to run it in this process."""
@@ -171,7 +184,7 @@ def load_dataset(
     def collect() -> CrystalDataset:
         client = pool.client(estimated_records(Path(data)))
         return userdata.collect_user_data(
-            data, target, errors="skip", n_jobs=1, progress=progress, client=client
+            data, target, errors="skip", n_jobs=1, progress=progress, client=client, packed=True
         )
 
     ds = cached(
@@ -365,6 +378,7 @@ def surrogate_scores(
 
     def train() -> dict[str, Any]:
         graphs = compute_graphs(ds, pool, workdir, digest, progress)
+        pool.release()  # the surrogate trains in this process: the workers' memory is free
         config = TrainConfig(
             epochs=epochs,
             batch_size=batch_size,

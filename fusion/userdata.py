@@ -351,6 +351,7 @@ def collect_user_data(
     n_jobs: int = 1,
     progress: bool = True,
     client: Any = None,
+    packed: bool = False,
 ) -> CrystalDataset:
     """Load a user's dataset, checking every record before deciding, and issuing no warning.
 
@@ -374,6 +375,8 @@ def collect_user_data(
         client: A ``distributed.Client`` from :func:`fusion.parallel.workers`
             to check the records on (:func:`fusion.data.validate_records`).
             Defaults to None.
+        packed: Hold the structures as :class:`fusion.packed.PackedStructure`
+            (what ``fusion prune`` does). Defaults to False.
 
     Returns:
         The dataset of the good records, in input order.
@@ -400,6 +403,7 @@ def collect_user_data(
             n_jobs=n_jobs,
             progress=progress,
             client=client,
+            packed=packed,
         )
     rows = [{"id": label, "reason": reason} for label, reason in user.unreadable]
     for rid, found in zip(ds.skipped["id"], ds.skipped["reason"], strict=True):

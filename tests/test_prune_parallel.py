@@ -23,14 +23,18 @@ def opened(monkeypatch):
     """Count the clients (not None) opened through :func:`fusion.parallel.workers`; every step uses workers."""
     import fusion.parallel
 
-    count = {"clients": 0}
+    count = {"clients": 0, "live": 0}
     original = fusion.parallel.workers
 
     @contextlib.contextmanager
     def counted(*args, **kwargs):
         with original(*args, **kwargs) as client:
             count["clients"] += client is not None
-            yield client
+            count["live"] += 1
+            try:
+                yield client
+            finally:
+                count["live"] -= 1
 
     monkeypatch.setattr(fusion.parallel, "workers", counted)
     monkeypatch.setattr(prune_api, "MIN_PARALLEL", 1)
@@ -38,12 +42,23 @@ def opened(monkeypatch):
 
 
 @pytest.mark.slow  # two worker processes start and import the featurisers (~20 s on 2 busy cores)
-def test_one_local_cluster_same_kept_ids(cifs, opened):
+def test_one_local_cluster_same_kept_ids(cifs, opened, monkeypatch):
+    from fusion import uncertainty
+
+    live_in_training = []
+    original = uncertainty.train_surrogate
+
+    def watched(*args, **kwargs):
+        live_in_training.append(opened["live"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(uncertainty, "train_surrogate", watched)
     with dask.config.set({"scheduler-address": None}):
         serial = prune_api.prune(cifs, "gap", [0.25, 0.5], "fusion", n_jobs=1, **FAST)
         assert opened["clients"] == 0
         pooled = prune_api.prune(cifs, "gap", [0.25, 0.5], "fusion", n_jobs=2, **FAST)
     assert opened["clients"] == 1  # checks, fingerprints and graphs on one client
+    assert live_in_training == [0, 0]  # the local cluster is stopped before the surrogate trains
     assert pooled.options["workers"] == 2
     for r in (0.25, 0.5):
         assert pooled.kept_ids(r) == serial.kept_ids(r)
