@@ -9,8 +9,10 @@ The supercells repeat their unit cell, so their SOAP fingerprints equal the
 unit cell's: a realistic case of redundancy, which the selection should find.
 
 Each method runs as the command a user types (``fusion prune``, all cores,
-default options), with the wall time and the peak resident memory of the
-process and its Dask workers sampled every 0.2 s. Run it on an otherwise idle
+default options, plus ``--workdir`` so that the log says when each step's
+artefact is saved: the timeline of a run, even of one that is stopped), with
+the wall time and the peak resident memory of the process and its Dask workers
+sampled every 0.2 s. Run it on an otherwise idle
 machine::
 
     python benchmarks/bench_prune_scale.py                  # 10,000 structures: fusion, then random
@@ -30,6 +32,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -97,20 +100,37 @@ def run_prune(
     workers) and recorded as ``timed_out``: its time is then a lower bound.
     """
     cmd = [str(Path(sys.executable).parent / "fusion"), "prune", "--data", str(data), "--target", TARGET,
-           "--out-dir", str(out), "--method", method, "--ratio", "0.4", "--quiet", *extra]  # fmt: skip
+           "--out-dir", str(out), "--method", method, "--ratio", "0.4", "--quiet",
+           "--workdir", str(out.with_name(out.name + "-workdir")), *extra]  # fmt: skip
     t0 = time.perf_counter()
     timed_out = False
+    lines: list[str] = []
+    steps: list[dict[str, Any]] = []
+
+    def read(stream: Any) -> None:
+        # The working folder logs each artefact as it is saved: the time of each
+        # line is when that step ended, known even for a run that gets stopped.
+        for line in stream:
+            lines.append(line)
+            if line.startswith("fusion prune: saved "):
+                kind = line.removeprefix("fusion prune: saved ").split(" ", 1)[0]
+                steps.append({"step": kind, "ended_s": round(time.perf_counter() - t0, 1)})
+
     with PeakMemory() as mem:
         proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
         )
+        reader = threading.Thread(target=read, args=(proc.stderr,), daemon=True)
+        reader.start()
         try:
-            _, stderr = proc.communicate(timeout=limit)
+            proc.wait(timeout=limit)
         except subprocess.TimeoutExpired:
             timed_out = True
             os.killpg(proc.pid, signal.SIGKILL)  # the process group: fusion prune and its workers
-            _, stderr = proc.communicate()
+            proc.wait()
+        reader.join(timeout=10)
     seconds = time.perf_counter() - t0
+    stderr = "".join(lines)
     summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
     return {
         "method": method,
@@ -118,6 +138,7 @@ def run_prune(
         "timed_out": timed_out,
         "seconds": round(seconds, 1),
         "peak_rss_gb": round(mem.peak / 1e9, 2),
+        "steps": steps,
         "summary": summary,
         "stderr_tail": stderr[-2000:] if proc.returncode else "",
     }
