@@ -156,6 +156,8 @@ def main() -> None:
     args = ap.parse_args()
     res: dict[str, Any] = {
         "machine": {"cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg()},
+        # The targets are for default options; other options are recorded and shown as such.
+        "options": args.extra,
         "targets": {"seconds": 900, "peak_rss_gb": 4.0},
     }
     with tempfile.TemporaryDirectory(prefix="fusion-prune-scale-") as tmp:

@@ -92,7 +92,12 @@ class AtLeast(float):
 
 
 def _prune_run(data: dict[str, Any], method: str, field: str) -> float | None:
-    """A field of the run of ``method``; an :class:`AtLeast` when the run was stopped at the limit."""
+    """A field of the run of ``method``; an :class:`AtLeast` when the run was stopped at the limit.
+
+    Only a run with default options counts against the targets (None otherwise).
+    """
+    if data.get("options"):
+        return None
     for r in data.get("runs", []):
         if r["method"] == method and r.get("timed_out"):
             return AtLeast(r[field])
