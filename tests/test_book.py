@@ -126,7 +126,9 @@ def test_benchmark_targets_read_values_and_judge_them(tmp_path):
     assert (memory["measured"], memory["met"]) == ("at least 3.5 (stopped)", "–")  # under 4 GB so far
     # The targets are for default options: a run with other options does not count against them.
     done = {"method": "fusion", "returncode": 0, "timed_out": False, "seconds": 800.0, "peak_rss_gb": 2.0}
-    (tmp_path / "prune_scale.json").write_text(json.dumps({"options": ["--max-steps", "400"], "runs": [done]}))
+    (tmp_path / "prune_scale.json").write_text(
+        json.dumps({"options": ["--max-steps", "400"], "runs": [done]})
+    )
     rows = benchmarks.benchmark_targets(tmp_path).set_index("measure")
     assert rows.loc["fusion prune, 10^4 cells of 20-150 atoms (s)", "measured"] == "not run"
 
