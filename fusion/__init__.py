@@ -11,7 +11,8 @@ Subpackages and modules:
     train: trainer (AdamW, one-cycle, early stopping, resumable checkpoints).
     fingerprints: SOAP geometric fingerprints.
     uncertainty: evidential uncertainty scores.
-    selection: the FUSION selector and its five baselines.
+    selection: the FUSION selector and its five baselines (nearest neighbours in
+        neighbors, the k-center and active-learning baselines in baselines).
     prune_api: the whole prune of a dataset (``fusion prune``'s engine), with its
         options in prune_options and its result, files and warnings in prune_result.
     prune_steps: the engine's steps (load, fingerprints, graphs, surrogate scores),

@@ -18,29 +18,35 @@ method          removes first
 ``ratio`` is the fraction of the pool REMOVED; ``n_remove = round(ratio * n)``
 for every method, so all methods prune the same pool to the same size. Ties are
 broken by pool index (stable sorts), so equal inputs give equal outputs.
+
+The nearest-neighbour search behind ``W`` is in :mod:`fusion.neighbors`, the
+k-center and active-learning baselines in :mod:`fusion.baselines` (both
+re-exported here).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+# Re-exported: the nearest-neighbour search and the two algorithmic baselines
+# live in their own modules; callers keep importing them from here.
+from fusion.baselines import active_learning_select, k_center_greedy
+from fusion.neighbors import nearest_neighbor_distance
+
+__all__ = [
+    "METHODS", "NEEDS_U", "NEEDS_X", "Selection", "active_learning_select", "decile_edges",
+    "decile_index", "fusion_prune", "importance", "k_center_greedy", "nearest_neighbor_distance",
+    "prefix_for_epsilon", "redundancy_weight", "select", "target_matched_random",
+]  # fmt: skip
+
 METHODS = ("fusion", "random", "uncertainty", "weight", "diversity", "active")
 NEEDS_U = frozenset({"fusion", "uncertainty"})
 NEEDS_X = frozenset({"fusion", "weight", "diversity", "active"})
-
-# Approximate nearest-neighbour search (n above the exact threshold): faiss
-# IndexIVFFlat with 2 sqrt(n) k-means lists (trained on 40 points per list, 10
-# iterations), 8 lists probed per query. HNSW was measured and rejected: its
-# graph construction took 355 s for 10^5 random 252-d points on 2 busy cores.
-IVF_LISTS_PER_SQRT_N = 2.0
-IVF_TRAIN_PER_LIST = 40
-IVF_KMEANS_ITER = 10
-IVF_NPROBE = 8
 
 
 @dataclass
@@ -78,124 +84,6 @@ class Selection:
 
 
 # ---------------------------------------------------------------- steps 4-5
-
-
-def _exact_nn(X: np.ndarray, chunk: int | None, n_candidates: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact NN by chunked float64 Gram products, winners re-measured directly."""
-    n = len(X)
-    X64 = np.ascontiguousarray(X, dtype=np.float64)
-    sq = np.einsum("ij,ij->i", X64, X64)
-    k = min(n_candidates, n - 1)
-    if chunk is None:  # a Gram block of at most 2^25 float64 (256 MB)
-        chunk = int(np.clip(2**25 // n, 1, 4096))
-    dist = np.empty(n, dtype=np.float64)
-    idx = np.empty(n, dtype=np.int64)
-    for a in range(0, n, chunk):
-        b = min(a + chunk, n)
-        # Squared distances up to a constant per row: |x_j|^2 - 2 x_i.x_j (in place).
-        d2 = X64[a:b] @ X64.T
-        d2 *= -2.0
-        d2 += sq[None, :]
-        rows = np.arange(b - a)
-        d2[rows, np.arange(a, b)] = np.inf  # exclude self
-        # Shortlist by repeated argmin: much cheaper than argpartition for small k.
-        cand = np.empty((b - a, k), dtype=np.int64)
-        for j in range(k):
-            cand[:, j] = d2.argmin(axis=1)
-            d2[rows, cand[:, j]] = np.inf
-        # Re-measure the shortlist from direct differences: the Gram formula
-        # leaves ~1e-8 of cancellation noise, so exact duplicates get exactly 0.
-        diff = X64[cand] - X64[a:b, None, :]
-        cd = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
-        # Stable tie-break on the neighbour's index.
-        order = np.lexsort((cand, cd), axis=1)[:, 0]
-        dist[a:b] = cd[rows, order]
-        idx[a:b] = cand[rows, order]
-    return dist, idx
-
-
-def _approx_nn(X: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Approximate NN with a faiss inverted-file index; distances recomputed in float64."""
-    import faiss
-
-    X32 = np.ascontiguousarray(X, dtype=np.float32)
-    n, d = X32.shape
-    nlist = max(1, round(IVF_LISTS_PER_SQRT_N * np.sqrt(n)))
-    nprobe = min(IVF_NPROBE, nlist)
-    quantizer = faiss.IndexFlatL2(d)
-    index = faiss.IndexIVFFlat(quantizer, d, nlist)
-    index.cp.niter = IVF_KMEANS_ITER
-    index.cp.seed = seed
-    sample = np.random.default_rng(seed).choice(n, size=min(n, IVF_TRAIN_PER_LIST * nlist), replace=False)
-    index.train(X32[np.sort(sample)])
-    # The queries are the indexed points: one coarse search serves both the
-    # list assignment (column 0) and the probes, instead of two.
-    coarse_d, coarse_i = quantizer.search(X32, nprobe)
-    assign = np.ascontiguousarray(coarse_i[:, 0], dtype=np.int64)
-    index.add_core(n, faiss.swig_ptr(X32), None, faiss.swig_ptr(assign))
-    index.nprobe = nprobe
-    _, nbrs = index.search_preassigned(X32, 2, coarse_i, coarse_d)
-    rows = np.arange(n)
-    # Drop self (column 0 unless an exact duplicate came first).
-    first = np.where(nbrs[:, 0] == rows, 1, 0)
-    idx = nbrs[rows, first].astype(np.int64)
-    missing = idx < 0  # a lone point in its probed lists: fall back to a random other row
-    if missing.any():
-        idx[missing] = (rows[missing] + 1) % n
-    diff = np.asarray(X, dtype=np.float64)[idx] - np.asarray(X, dtype=np.float64)
-    return np.sqrt(np.einsum("ij,ij->i", diff, diff)), idx
-
-
-def nearest_neighbor_distance(
-    X: np.ndarray,
-    exact_threshold: int = 100_000,
-    chunk: int | None = None,
-    n_candidates: int = 2,
-    seed: int = 0,
-    return_index: bool = False,
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Euclidean distance from each row of ``X`` to its nearest other row.
-
-    For ``n <= exact_threshold`` the search is exact: chunked float64 Gram
-    products (BLAS) give a shortlist of ``n_candidates`` neighbours per row,
-    whose distances are then recomputed from direct float64 differences, so
-    an exact duplicate has distance exactly 0. (A float32 Gram was tried and
-    rejected: on perov5_castelli ``mu2`` fingerprints, hundreds of structures
-    lie within float32 resolution of each other and the shortlist missed the
-    true neighbour.) Cost ``O(n^2 d)``.
-
-    Above the threshold the search is approximate: a faiss ``IndexIVFFlat``
-    (``2 sqrt(n)`` k-means lists trained on a seeded sample of 40 points per
-    list, 10 iterations; each point searched in its 8 nearest lists), self
-    dropped, distance recomputed in float64. Cost ``O(n^1.5 d)``. A missed true
-    neighbour can only overestimate ``d_NN`` (the returned one is a real row).
-    ``benchmarks/bench_selection.py`` measures its recall against the exact
-    search.
-
-    Args:
-        X: ``[n, d]`` fingerprints, ``n >= 2``.
-        exact_threshold: Largest ``n`` searched exactly. Defaults to 100,000.
-        chunk: Rows per Gram block in the exact search (memory ``chunk * n``
-            float64). Defaults to ``2^25 / n`` (256 MB), at most 4096.
-        n_candidates: Shortlist size of the exact search. Defaults to 2.
-        seed: Seed of the approximate index's k-means. Defaults to 0.
-        return_index: Also return the neighbour indices. Defaults to False.
-
-    Returns:
-        ``d_nn`` ``[n]`` float64, and the neighbour indices ``[n]`` if
-        ``return_index``.
-
-    Raises:
-        ValueError: If ``X`` has fewer than 2 rows.
-    """
-    X = np.asarray(X)
-    if X.ndim != 2 or len(X) < 2:
-        raise ValueError(f"need at least 2 fingerprints, got shape {X.shape}")
-    if len(X) <= exact_threshold:
-        dist, idx = _exact_nn(X, chunk, n_candidates)
-    else:
-        dist, idx = _approx_nn(X, seed)
-    return (dist, idx) if return_index else dist
 
 
 def redundancy_weight(d_nn: np.ndarray, gamma: float = 0.1) -> np.ndarray:
@@ -301,130 +189,6 @@ def _n_remove(ratio: float, n: int) -> int:
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"ratio must be in [0, 1], got {ratio}")
     return round(ratio * n)
-
-
-def k_center_greedy(X: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-    """Greedy k-center (farthest-point) selection of ``k`` rows of ``X``.
-
-    Gonzalez's 2-approximation of the k-center problem (Gonzalez, "Clustering
-    to minimize the maximum intercluster distance", Theor. Comput. Sci. 38,
-    1985; used for coresets by Sener & Savarese, ICLR 2018): start from a seeded
-    random row, then repeatedly add the row farthest from the chosen set. One
-    ``O(n d)`` vectorised distance update per added centre.
-
-    Args:
-        X: ``[n, d]`` fingerprints.
-        k: Number of centres, ``0 <= k <= n``.
-        seed: Seed of the first centre. Defaults to 0.
-
-    Returns:
-        The ``k`` centre indices in selection order.
-    """
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    n = len(X)
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64)
-    sq = np.einsum("ij,ij->i", X, X).astype(np.float64)
-    chosen = np.empty(k, dtype=np.int64)
-    chosen[0] = np.random.default_rng(seed).integers(n)
-    mind = np.full(n, np.inf)
-    for t in range(k):
-        c = chosen[t] if t == 0 else int(np.argmax(mind))
-        chosen[t] = c
-        d2 = np.maximum(sq - 2.0 * (X @ X[c]) + sq[c], 0.0)
-        np.minimum(mind, d2, out=mind)
-        # Never re-pick a centre (duplicates sit at distance 0); -1 survives
-        # every later minimum.
-        mind[c] = -1.0
-    return chosen
-
-
-def _bootstrap_tree_ensemble(
-    X: np.ndarray, y: np.ndarray, n_models: int, seed: int
-) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """Default ``fit_predict`` of the active learner: bagged regression trees.
-
-    Each tree considers ``sqrt(d)`` random features per split (random-forest
-    style): SOAP fingerprints have 10^4-10^5 dimensions, and trees that scan
-    every feature make the baseline two orders of magnitude slower.
-    """
-    from sklearn.tree import DecisionTreeRegressor
-
-    def fit_predict(train_idx: np.ndarray, query_idx: np.ndarray) -> np.ndarray:
-        rng = np.random.default_rng([seed, len(train_idx)])
-        out = np.empty((n_models, len(query_idx)))
-        for m in range(n_models):
-            boot = train_idx[rng.integers(len(train_idx), size=len(train_idx))]
-            tree = DecisionTreeRegressor(
-                min_samples_leaf=2, max_features="sqrt", random_state=int(rng.integers(2**31))
-            )
-            tree.fit(X[boot], y[boot])
-            out[m] = tree.predict(X[query_idx])
-        return out
-
-    return fit_predict
-
-
-def active_learning_select(
-    n: int,
-    k: int,
-    *,
-    X: np.ndarray | None = None,
-    y: np.ndarray | None = None,
-    seed: int = 0,
-    n_models: int = 5,
-    init_fraction: float = 0.1,
-    step: int | None = None,
-    fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Ensemble-disagreement active learning until ``k`` samples are acquired.
-
-    Start from a seeded random ``init_fraction`` of the pool (at least
-    ``n_models`` samples, at most ``k``); each round fits the ensemble on the
-    acquired samples, predicts the rest and acquires the ``step`` samples with
-    the largest ensemble standard deviation (ties by index).
-
-    Args:
-        n: Pool size.
-        k: Samples to keep (acquire).
-        X: ``[n, d]`` fingerprints; needed by the default ensemble.
-        y: ``[n]`` targets; needed by the default ensemble.
-        seed: Seed of the initial set and of the ensemble. Defaults to 0.
-        n_models: Ensemble size of the default ensemble. Defaults to 5.
-        init_fraction: Initial random fraction of the pool. Defaults to 0.1.
-        step: Samples acquired per round. Defaults to ``ceil(0.05 n)``.
-        fit_predict: ``fit_predict(train_idx, query_idx) -> [n_models, n_query]``
-            predictions of any ensemble (e.g. GNNs); defaults to ``n_models``
-            bootstrap regression trees on ``X``.
-
-    Returns:
-        ``(acquired, std_at_acquisition)``: indices in acquisition order, and
-        the disagreement each had when acquired (NaN for the initial set).
-
-    Raises:
-        ValueError: If neither ``fit_predict`` nor both ``X`` and ``y`` are given.
-    """
-    if fit_predict is None:
-        if X is None or y is None:
-            raise ValueError("active learning needs X and y (or a fit_predict callable)")
-        fit_predict = _bootstrap_tree_ensemble(np.asarray(X), np.asarray(y, dtype=np.float64), n_models, seed)
-    step = max(1, int(np.ceil(0.05 * n))) if step is None else max(1, int(step))
-    n_init = min(k, max(n_models, round(init_fraction * n)))
-    rng = np.random.default_rng(seed)
-    acquired = list(rng.permutation(n)[:n_init])
-    std_at = [np.nan] * n_init
-    taken = np.zeros(n, dtype=bool)
-    taken[acquired] = True
-    while len(acquired) < k:
-        query = np.flatnonzero(~taken)
-        pred = np.asarray(fit_predict(np.asarray(acquired, dtype=np.int64), query))
-        std = pred.std(axis=0)
-        m = min(step, k - len(acquired))
-        pick = np.lexsort((query, -std))[:m]
-        acquired.extend(query[pick].tolist())
-        std_at.extend(std[pick].tolist())
-        taken[query[pick]] = True
-    return np.asarray(acquired, dtype=np.int64), np.asarray(std_at)
 
 
 # ---------------------------------------------------------------- entry point

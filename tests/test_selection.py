@@ -7,6 +7,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from conftest import assert_bitwise_equal, assert_same_integers
 from scipy.spatial.distance import cdist
 
 from fusion.selection import (
@@ -218,3 +219,27 @@ def test_exact_nn_resolves_a_tight_cluster_of_near_duplicates():
     np.fill_diagonal(D, np.inf)
     d = nearest_neighbor_distance(X)
     assert np.allclose(d, D.min(axis=1), rtol=1e-3, atol=0)
+
+
+def test_exact_nn_in_blocks_when_the_float64_copy_would_not_fit(monkeypatch):
+    import tracemalloc
+
+    from fusion import neighbors
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((400, 2000)).astype(np.float32)
+    X[17] = X[250]  # an exact duplicate: distance exactly 0 on both paths
+    whole_d, whole_i = nearest_neighbor_distance(X, return_index=True)
+    # 1 MB of working memory: the float64 copy of X alone would take 6.4 MB.
+    monkeypatch.setattr(neighbors, "EXACT_MEMORY", 2**20)
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    block_d, block_i = nearest_neighbor_distance(X, return_index=True)
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    assert peak < 4 * 2**20, f"{peak / 2**20:.1f} MB"
+    # Random data has no near-ties, so both paths choose the same neighbour; its
+    # distance is re-measured from the same float64 differences: the same bits.
+    assert_same_integers(block_i, whole_i)
+    assert_bitwise_equal(block_d, whole_d)
+    assert block_d[17] == block_d[250] == 0.0
