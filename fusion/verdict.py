@@ -16,6 +16,7 @@ import pandas as pd
 
 from fusion import stats
 from fusion.analysis import ALPHA
+from fusion.transfer import headline_rows
 
 
 def _paired(
@@ -197,12 +198,9 @@ def _transfer_verdict(
     """The *transfer across 11 architectures* entry of :func:`verdict`."""
     if accuracy is None or transfer is None or accuracy.empty or transfer.empty or not headline:
         return {"status": "unresolved", "reason": "no transfer grid at this budget"}
-    gated = set(map(tuple, accuracy.loc[accuracy["passes"], ["dataset", "arch"]].to_numpy()))
-    rows = [
-        r
-        for r in transfer.itertuples()
-        if r.ratio == ratio and headline.get(r.dataset) == r.method and (r.dataset, r.arch) in gated
-    ]
+    n_gated = int(accuracy["passes"].sum())
+    head = headline_rows(transfer, headline, accuracy)
+    rows = list(head[head["ratio"] == ratio].itertuples())
     n_arch = accuracy["arch"].nunique()
     if not rows:
         return {
@@ -216,7 +214,7 @@ def _transfer_verdict(
     text = (
         f"the better FUSION sign (on validation) against random at {100 * ratio:g} %: lower MAE in {better} of "
         f"{len(rows)} gated (dataset, architecture) pairs, Holm-significant in {sig_better}, significantly "
-        f"higher in {sig_worse}; {len(accuracy) - len(gated)} of {len(accuracy)} pairs fail a gate"
+        f"higher in {sig_worse}; {len(accuracy) - n_gated} of {len(accuracy)} pairs fail a gate"
     )
     if better == len(rows) and 2 * sig_better > len(rows):
         status = "holds"

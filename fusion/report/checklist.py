@@ -17,248 +17,59 @@ Statuses:
 - *in progress*: configured, but the stages it needs have not all finished;
 - *not run*: this profile does not run it;
 - *not possible*: the paper's setting is beyond this run's CPU budget (GPU-scale models).
+
+The statuses, the paper's settings, the evidence and the two status rules live
+in :mod:`fusion.report.checklist_rules`; this module lists the items, one
+builder per group, and renders them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from fusion.report import inputs
+from fusion.report.checklist_rules import (
+    BADGES,
+    COLUMNS,
+    IN_PROGRESS,
+    NOT_POSSIBLE,
+    NOT_RUN,
+    PAPER,
+    PARTLY,
+    REPRODUCED,
+    STATUSES,
+    Evidence,
+    Item,
+    analysed,
+    data_deviations,
+    fmt_values,
+    gather,
+    ref,
+    scale_deviations,
+    staged,
+    surrogate_text,
+    training_cells,
+)
 
-REPRODUCED = "reproduced"
-PARTLY = "partly"
-IN_PROGRESS = "in progress"
-NOT_RUN = "not run"
-NOT_POSSIBLE = "not possible"
-STATUSES = (REPRODUCED, PARTLY, IN_PROGRESS, NOT_RUN, NOT_POSSIBLE)
-#: sphinx-design badge of each status on the page.
-BADGES = {
-    REPRODUCED: "bdg-success",
-    PARTLY: "bdg-info",
-    IN_PROGRESS: "bdg-warning",
-    NOT_RUN: "bdg-light",
-    NOT_POSSIBLE: "bdg-dark",
-}
-COLUMNS = ["group", "item", "paper", "in this book", "status", "why"]
-
-#: The paper's settings, typed from METHOD.md (constants, not measurements).
-PAPER: dict[str, Any] = {
-    "fractions": [0.7, 0.15, 0.15],
-    "val_protocol": "pruned",
-    "surrogate": {"model": "alignn", "size": "paper", "epochs": 300},
-    "lam": 0.0,
-    "soap": {"r_cut": 5.0, "n_max": 8, "l_max": 6, "sigma": 0.5},
-    "gamma": 0.1,
-    "ratios": [0.2, 0.4, 0.6, 0.8],
-    "optimal_ratios": [round(0.005 * k, 3) for k in range(1, 21)],
-    "n_seeds": 5,
-    "datasets": {"matbench_dielectric": 4764, "matbench_jdft2d": 636, "matbench_perovskites": 18928},
-    "architectures": [
-        "alignn", "cgcnn", "comformer", "crystalframer", "deepergatgnn", "dimenetpp",
-        "matformer", "megnet", "potnet", "schnet", "sodnet",
-    ],
-    "size": "paper",
-    "epochs": 300,
-    "baselines": ["uncertainty", "weight", "diversity", "active"],
-}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """What the run has produced, as the checklist reads it.
-
-    Attributes:
-        params: The parsed ``params.yaml``.
-        finished: Stages that ``dvc.lock`` records with their outputs.
-        progress: :func:`fusion.report.inputs.study_progress`.
-        verdict: ``results/metrics.json``'s ``verdict`` (empty before the analysis).
-        prepared: Dataset key -> its ``prepare`` summary (``results/prepare/<key>/summary.json``).
-        soap: The SOAP settings of the fingerprints (``fusion.fingerprints.SOAP_PARAMS``).
-    """
-
-    params: Mapping[str, Any]
-    finished: frozenset[str]
-    progress: Mapping[str, Any]
-    verdict: Mapping[str, Mapping[str, str]]
-    prepared: Mapping[str, Mapping[str, Any]]
-    soap: Mapping[str, float]
-
-    def count(self, stage: str, items: Sequence[str] | None = None) -> tuple[int, int]:
-        """``(finished, expected)`` runs of a stage: one per item (``stage@item``), or the stage itself."""
-        names = [f"{stage}@{i}" for i in items] if items is not None else [stage]
-        return sum(n in self.finished for n in names), len(names)
-
-
-def gather(params: Mapping[str, Any], root: str | Path = ".") -> Evidence:
-    """Read what the checklist needs from the run's files.
-
-    Args:
-        params: The parsed ``params.yaml``.
-        root: Repository root. Defaults to the working directory.
-    """
-    from fusion import paths
-    from fusion.fingerprints import SOAP_PARAMS
-
-    metrics = inputs.read_json(Path(root, paths.metrics_path()))
-    return Evidence(
-        params=params,
-        finished=frozenset(inputs.finished_stages(root)),
-        progress=inputs.study_progress(params, root),
-        verdict=metrics.get("verdict", {}) or {},
-        prepared={
-            k: inputs.read_json(Path(root, paths.prepare_dir(k), "summary.json")) for k in params["datasets"]
-        },
-        soap=dict(SOAP_PARAMS),
-    )
-
-
-# ----------------------------------------------------------------------------- status rules
-
-
-def staged(
-    done: int, total: int, what: str, deviations: Sequence[str] = (), gpu: bool = False
-) -> tuple[str, str]:
-    """The status of an item that needs ``total`` stage runs, ``done`` of which have finished.
-
-    Args:
-        done: Finished runs.
-        total: Runs the profile configures (0: it runs none).
-        what: What a run is, plural (``"training cells"``).
-        deviations: How this run's setting differs from the paper's (empty: it does not).
-        gpu: The deviations are the paper's GPU-scale setting, beyond the CPU budget.
-
-    Returns:
-        ``(status, why)``.
-    """
-    dev = "; ".join(deviations)
-    if gpu and deviations:
-        return NOT_POSSIBLE, f"{dev}: the paper's setting needs a GPU, beyond this run's CPU budget"
-    if total == 0:
-        return NOT_RUN, f"this profile runs no {what}"
-    if done < total:
-        then = f"; when done, partly: {dev}" if dev else ""
-        return IN_PROGRESS, f"{done} of {total} {what} have finished{then}"
-    if deviations:
-        return PARTLY, dev
-    return REPRODUCED, f"all {total} {what} have finished, with the paper's setting"
-
-
-def analysed(ev: Evidence, deviations: Sequence[str] = (), verdict: str | None = None) -> tuple[str, str]:
-    """The status of an item the ``analyze`` stage computes from the whole training matrix.
-
-    Args:
-        ev: The run's evidence.
-        deviations: How this run's setting differs from the paper's.
-        verdict: Key of the claim in ``metrics.json``'s ``verdict`` whose status and reason are quoted.
-    """
-    p = ev.progress
-    if not p["complete"]:
-        where = (
-            f"{p['done']} of {p['total']} training cells have finished"
-            if p["done"] < p["total"]
-            else f"all {p['total']} training cells have finished"
-        )
-        dev = f"; when done, partly: {'; '.join(deviations)}" if deviations else ""
-        return IN_PROGRESS, f"{where} and the analysis has not run on all of them{dev}"
-    found = ""
-    if verdict is not None:
-        v = ev.verdict.get(verdict, {})
-        found = f"verdict: {v.get('status', 'not evaluated')}" + (
-            f" ({v['reason']})" if v.get("reason") else ""
-        )
-    why = "; ".join([*(d for d in deviations), *([found] if found else [])])
-    return (PARTLY if deviations else REPRODUCED), why or "analysed over the complete training matrix"
-
-
-def _epochs(epochs: Any) -> str:
-    return "epochs chosen on validation" if epochs == "tuned" else f"{epochs} epochs"
-
-
-def _surrogate(unc: Mapping[str, Any]) -> str:
-    """``cgcnn at the cpu size, epochs chosen on validation`` (against the paper's ALIGNN)."""
-    paper = PAPER["surrogate"]
-    return (
-        f"{unc.get('model')} at the {unc.get('size')} size, {_epochs(unc.get('epochs'))} "
-        f"(paper: {paper['model'].upper()} at the {paper['size']} size, {paper['epochs']} epochs)"
-    )
-
-
-def _fmt(values: Sequence[float], pct: bool = True) -> str:
-    return ", ".join(f"{100 * v:g} %" if pct else f"{v:g}" for v in values)
-
-
-def scale_deviations(params: Mapping[str, Any]) -> list[str]:
-    """How the trained models differ from the paper's: architectures, size, epochs, data, validation."""
-    out = []
-    archs = list(params["architectures"])
-    paper = [a for a in archs if a in PAPER["architectures"]]
-    if set(PAPER["architectures"]) - set(archs):
-        out.append(f"{len(paper)} of {len(PAPER['architectures'])} architectures ({', '.join(archs)})")
-    train = params.get("train", {})
-    if train.get("size", PAPER["size"]) != PAPER["size"]:
-        out.append(f"{train['size']} size")
-    if train.get("epochs", PAPER["epochs"]) != PAPER["epochs"]:
-        out.append(f"{_epochs(train['epochs'])} (paper: {PAPER['epochs']})")
-    out += data_deviations(params)
-    if params.get("val_protocol", "fixed") != PAPER["val_protocol"]:
-        out.append("fixed validation set")
-    return out
-
-
-def data_deviations(params: Mapping[str, Any]) -> list[str]:
-    """The paper's datasets this run leaves out or subsamples."""
-    names = {spec["name"]: (key, spec) for key, spec in params["datasets"].items()}
-    out = []
-    for name, n in PAPER["datasets"].items():
-        if name not in names:
-            out.append(f"{name} not run")
-        elif names[name][1].get("limit"):
-            out.append(f"{names[name][0]}: {names[name][1]['limit']:,} of {n:,} records")
-    return out
-
-
-# ----------------------------------------------------------------------------- the items
-
-
-@dataclass(frozen=True)
-class Item:
-    """One item of the paper and the rule that gives its status.
-
-    Attributes:
-        name: A short name.
-        paper: What the paper reports (from METHOD.md).
-        book: Where the book shows it (a MyST cross-reference).
-        rule: Returns ``(status, why)``.
-    """
-
-    name: str
-    paper: str
-    book: str
-    rule: Callable[[], tuple[str, str]]
-
-
-def ref(label: str, text: str, role: str = "numref") -> str:
-    """A MyST cross-reference: ``numref`` to a figure or table (``%s`` is its number), ``ref``, ``doc``."""
-    return f"{{{role}}}`{text} <{label}>`"
-
-
-def _cells(ev: Evidence) -> tuple[int, int]:
-    """``(finished, expected)`` training cells."""
-    return ev.progress["done"], ev.progress["total"]
+__all__ = [
+    "BADGES", "COLUMNS", "GROUPS", "IN_PROGRESS", "NOT_POSSIBLE", "NOT_RUN", "PAPER", "PARTLY",
+    "REPRODUCED", "STATUSES", "checklist", "counts", "items", "markdown", "run_status",
+]  # fmt: skip
 
 
 def _method_items(ev: Evidence) -> list[Item]:
     p, keys = ev.params, list(ev.params["datasets"])
     unc = p.get("uncertainty", {})
     fractions = [float(f) for f in p.get("prepare", {}).get("fractions", PAPER["fractions"])]
-    split_dev = [] if fractions == PAPER["fractions"] else [f"fractions {_fmt(fractions)}"]
+    split_dev = [] if fractions == PAPER["fractions"] else [f"fractions {fmt_values(fractions)}"]
     unc_dev = (
-        [] if all(str(unc.get(k, v)) == str(v) for k, v in PAPER["surrogate"].items()) else [_surrogate(unc)]
+        []
+        if all(str(unc.get(k, v)) == str(v) for k, v in PAPER["surrogate"].items())
+        else [surrogate_text(unc)]
     )
     soap_dev = [f"{k} = {ev.soap.get(k)}" for k, v in PAPER["soap"].items() if ev.soap.get(k) != v]
     compression = p.get("fingerprints", {}).get("compression", "off")
@@ -331,7 +142,7 @@ def _method_items(ev: Evidence) -> list[Item]:
             "Retrain and evaluate",
             "each architecture trained from scratch on the kept pool, MAE on the fixed test set",
             ref("fig-mae", "Results, Figure %s"),
-            lambda: staged(*_cells(ev), "training cells", scale_deviations(p)),
+            lambda: staged(*training_cells(ev), "training cells", scale_deviations(p)),
         ),
     ]
 
@@ -339,7 +150,7 @@ def _method_items(ev: Evidence) -> list[Item]:
 def _pool_status(ev: Evidence, val: str) -> tuple[str, str]:
     """Step 1's pool: the main study prunes it when ``val_protocol`` is ``pruned``; else the protocol stage, once."""
     if val == PAPER["val_protocol"]:
-        return staged(*_cells(ev), "training cells")
+        return staged(*training_cells(ev), "training cells")
     keys = list(ev.params.get("protocol", {}).get("datasets", []))
     where = ", ".join(keys) or "no dataset"
     dev = [f"the main study prunes the training part only; the paper's protocol is repeated once, on {where}"]
@@ -374,8 +185,12 @@ def _baseline_items(ev: Evidence) -> list[Item]:
         ratios = grid.get(method, [])
         if not ratios:
             return NOT_RUN, f"this profile does not run {method}"
-        dev = [] if set(PAPER["ratios"]) <= set(ratios) else [f"at {_fmt(ratios)} only (paper: 20 to 80 %)"]
-        return staged(*_cells(ev), "training cells", dev)
+        dev = (
+            []
+            if set(PAPER["ratios"]) <= set(ratios)
+            else [f"at {fmt_values(ratios)} only (paper: 20 to 80 %)"]
+        )
+        return staged(*training_cells(ev), "training cells", dev)
 
     link = ref("tbl-significance", "Results, Table %s")
     return [Item(name, text, link, lambda m=m: rule(m)) for m, (name, text) in BASELINES.items()]
@@ -384,7 +199,7 @@ def _baseline_items(ev: Evidence) -> list[Item]:
 def _protocol_items(ev: Evidence) -> list[Item]:
     p = ev.params
     ratios = [float(r) for r in p.get("prune", {}).get("ratios", [])]
-    ratio_dev = [] if set(PAPER["ratios"]) <= set(ratios) else [f"ratios {_fmt(ratios)}"]
+    ratio_dev = [] if set(PAPER["ratios"]) <= set(ratios) else [f"ratios {fmt_values(ratios)}"]
     n_seeds = len(p["seeds"])
     seed_dev = [] if n_seeds >= PAPER["n_seeds"] else [f"{n_seeds} of {PAPER['n_seeds']} seeds"]
     opt, ood = p.get("optimal", {}), p.get("ood", {})
@@ -392,7 +207,7 @@ def _protocol_items(ev: Evidence) -> list[Item]:
     paper_keys = {k for k, spec in p["datasets"].items() if spec["name"] in PAPER["datasets"]}
     opt_dev = []
     if [round(float(r), 4) for r in opt.get("ratios", [])] != PAPER["optimal_ratios"]:
-        opt_dev.append(f"ratios {_fmt(opt.get('ratios', []))} (paper: 0.5 to 10 % in 0.5 % steps)")
+        opt_dev.append(f"ratios {fmt_values(opt.get('ratios', []))} (paper: 0.5 to 10 % in 0.5 % steps)")
     if paper_keys - set(opt_keys):
         opt_dev.append(f"on {', '.join(opt_keys) or 'no dataset'} only")
     ood_dev = [f"on {', '.join(ood_keys) or 'no dataset'} only"] if paper_keys - set(ood_keys) else []
@@ -403,13 +218,13 @@ def _protocol_items(ev: Evidence) -> list[Item]:
             "Pruning ratios",
             "0, 20, 40, 60 and 80 % of the pool removed",
             ref("fig-mae", "Results, Figure %s"),
-            lambda: staged(*_cells(ev), "training cells", ratio_dev),
+            lambda: staged(*training_cells(ev), "training cells", ratio_dev),
         ),
         Item(
             "Seeds",
             "5 seeds",
             ref("tbl-significance", "Results, Table %s"),
-            lambda: staged(*_cells(ev), "training cells", seed_dev),
+            lambda: staged(*training_cells(ev), "training cells", seed_dev),
         ),
         Item(
             "Significance",
@@ -470,7 +285,7 @@ def _data_items(ev: Evidence) -> list[Item]:
         arch_dev.append(f"at the {size} size")
     cells = [f"{k}-{a}" for k in tr.get("datasets", []) for a in tr.get("architectures", [])]
     done, total = ev.count("transfer", cells)
-    done_train, total_train = _cells(ev)
+    done_train, total_train = training_cells(ev)
     out.append(
         Item(
             "Architectures",
