@@ -133,6 +133,21 @@ def test_benchmark_targets_read_values_and_judge_them(tmp_path):
     assert rows.loc["fusion prune, 10^4 cells of 20-150 atoms (s)", "measured"] == "not run"
 
 
+def test_prune_scale_steps_give_each_step_its_duration(tmp_path):
+    stopped = {
+        "method": "fusion", "returncode": -9, "timed_out": True, "seconds": 1500.0,
+        "steps": [{"step": "structures", "ended_s": 40.0}, {"step": "fingerprints", "ended_s": 150.0}],
+    }  # fmt: skip
+    done = {"method": "random", "returncode": 0, "timed_out": False, "seconds": 60.0,
+            "steps": [{"step": "structures", "ended_s": 41.0}]}  # fmt: skip
+    (tmp_path / "prune_scale.json").write_text(json.dumps({"options": [], "runs": [stopped, done]}))
+    table = benchmarks.prune_scale_steps(tmp_path)
+    assert table["took (s)"].tolist() == [40.0, 110.0, 1350.0, 41.0, 19.0]
+    assert table["step"].iloc[2].startswith("(stopped")
+    assert table["step"].iloc[4] == "selection, outputs and report"
+    assert benchmarks.prune_scale_steps(tmp_path / "missing").empty
+
+
 def test_plot_structures_draws_the_cell_as_a_chemist_does():
     from ase.data import covalent_radii
     from ase.data.colors import jmol_colors

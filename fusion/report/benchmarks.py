@@ -195,3 +195,31 @@ def benchmark_targets(folder: str | Path = "benchmarks/results") -> pd.DataFrame
         row = {"benchmark": name, "measure": measure, "target": f"{compare} {bound:,g}"}
         rows.append({**row, "measured": shown, "met": met})
     return pd.DataFrame(rows)
+
+
+def prune_scale_steps(folder: str | Path = "benchmarks/results", name: str = "prune_scale") -> pd.DataFrame:
+    """The timeline of each ``fusion prune`` run of ``bench_prune_scale.py``: when each step ended.
+
+    Each step's end is when its artefact was saved to the working folder; a run
+    stopped at the benchmark's limit ends with the step it was in.
+
+    Returns:
+        ``run`` (method and extra options), ``step``, ``took (s)`` and
+        ``ended at (s)``; no rows before the benchmark has run.
+    """
+    data = read_json(Path(folder, f"{name}.json"))
+    options = " ".join(data.get("options") or [])
+    rows = []
+    for r in data.get("runs", []):
+        run = f"{r['method']} {options}".strip()
+        last = 0.0
+        for s in r.get("steps", []):
+            rows.append((run, s["step"], s["ended_s"] - last, s["ended_s"]))
+            last = s["ended_s"]
+        if r.get("timed_out"):
+            step = "(stopped at the limit during the next step)"
+        else:
+            step = "selection, outputs and report" if r.get("returncode") == 0 else "(failed)"
+        rows.append((run, step, r["seconds"] - last, r["seconds"]))
+    table = pd.DataFrame(rows, columns=["run", "step", "took (s)", "ended at (s)"])
+    return table.round({"took (s)": 0, "ended at (s)": 0})
