@@ -22,25 +22,38 @@ def k_center_greedy(X: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     ``O(n d)`` vectorised distance update per added centre.
 
     Args:
-        X: ``[n, d]`` fingerprints.
+        X: ``[n, d]`` fingerprints (an array or a sparse matrix).
         k: Number of centres, ``0 <= k <= n``.
         seed: Seed of the first centre. Defaults to 0.
 
     Returns:
         The ``k`` centre indices in selection order.
     """
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    n = len(X)
+    from scipy import sparse
+
+    if sparse.issparse(X):  # rows stay sparse; one dense row per added centre
+        X = sparse.csr_matrix(X, dtype=np.float32)
+        sq = np.asarray(X.multiply(X).sum(axis=1), dtype=np.float64).ravel()
+
+        def row(c: int) -> np.ndarray:
+            return X[c].toarray().ravel()
+    else:
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        sq = np.einsum("ij,ij->i", X, X).astype(np.float64)
+
+        def row(c: int) -> np.ndarray:
+            return X[c]
+
+    n = X.shape[0]
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
-    sq = np.einsum("ij,ij->i", X, X).astype(np.float64)
     chosen = np.empty(k, dtype=np.int64)
     chosen[0] = np.random.default_rng(seed).integers(n)
     mind = np.full(n, np.inf)
     for t in range(k):
         c = chosen[t] if t == 0 else int(np.argmax(mind))
         chosen[t] = c
-        d2 = np.maximum(sq - 2.0 * (X @ X[c]) + sq[c], 0.0)
+        d2 = np.maximum(sq - 2.0 * (X @ row(c)) + sq[c], 0.0)
         np.minimum(mind, d2, out=mind)
         # Never re-pick a centre (duplicates sit at distance 0); -1 survives
         # every later minimum.
@@ -116,7 +129,10 @@ def active_learning_select(
     if fit_predict is None:
         if X is None or y is None:
             raise ValueError("active learning needs X and y (or a fit_predict callable)")
-        fit_predict = _bootstrap_tree_ensemble(np.asarray(X), np.asarray(y, dtype=np.float64), n_models, seed)
+        from scipy import sparse
+
+        rows = X if sparse.issparse(X) else np.asarray(X)  # the trees read CSR rows as they are
+        fit_predict = _bootstrap_tree_ensemble(rows, np.asarray(y, dtype=np.float64), n_models, seed)
     step = max(1, int(np.ceil(0.05 * n))) if step is None else max(1, int(step))
     n_init = min(k, max(n_models, round(init_fraction * n)))
     rng = np.random.default_rng(seed)

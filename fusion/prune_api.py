@@ -301,7 +301,7 @@ class _Scores:
     """The pool's per-record scores (NaN where the method does not use them) and the surrogate's quality."""
 
     y: np.ndarray
-    X: np.ndarray | None
+    X: Any  # float32 array, a scipy.sparse CSR matrix, or None
     d_nn: np.ndarray
     W: np.ndarray
     U: np.ndarray
@@ -397,6 +397,16 @@ def _select_per_ratio(
     }
 
 
+def _nbytes(X: Any) -> int:
+    """Memory of the fingerprints: the array's bytes, or a sparse matrix's values and indices."""
+    from scipy import sparse
+
+    if sparse.issparse(X):
+        X = sparse.csr_matrix(X)
+        return int(X.data.nbytes + X.indices.nbytes + X.indptr.nbytes)
+    return int(X.nbytes)
+
+
 def _warnings(
     scores: _Scores, method: str, gamma: float, ratios: list[float], shift: dict[float, Any]
 ) -> list[str]:
@@ -410,10 +420,10 @@ def _warnings(
             "try more --epochs or another --model)"
         )
     warns += [w for r in ratios if (w := shift_warning(r, shift[r])) is not None]
-    if scores.X is not None and scores.X.nbytes >= BIG_FINGERPRINTS:
+    if scores.X is not None and _nbytes(scores.X) >= BIG_FINGERPRINTS:
         n, width = scores.X.shape
         warns.append(
-            f"the fingerprints take {scores.X.nbytes / 1e9:.1f} GB ({n:,} records x {width:,} features): "
+            f"the fingerprints take {_nbytes(scores.X) / 1e9:.1f} GB ({n:,} records x {width:,} features): "
             "the default --compression mu1nu1 grows with the number of elements in the data; "
             "--compression mu2 has 252 features whatever the elements and needs far less memory"
         )

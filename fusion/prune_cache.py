@@ -268,16 +268,25 @@ def load_pickle(path: Path) -> Any:
         return pickle.load(f)  # the working folder's own artefacts
 
 
-def save_array(X: np.ndarray, path: Path) -> None:
-    """Save one array to ``path`` as ``.npz`` (key ``X``)."""
+def save_array(X: Any, path: Path) -> None:
+    """Save fingerprints to ``path`` as ``.npz``: a dense array (key ``X``) or a CSR matrix (scipy's format)."""
+    from scipy import sparse
+
     with open(path, "wb") as f:
-        np.savez(f, X=X)
+        if sparse.issparse(X):
+            sparse.save_npz(f, X.tocsr(), compressed=False)
+        else:
+            np.savez(f, X=X)
 
 
-def load_array(path: Path) -> np.ndarray:
-    """Read the array saved by :func:`save_array`."""
+def load_array(path: Path) -> Any:
+    """Read what :func:`save_array` saved: the dense array or the CSR matrix."""
+    from scipy import sparse
+
     with np.load(path, allow_pickle=False) as z:
-        return z["X"]
+        if "X" in z.files:
+            return z["X"]
+    return sparse.load_npz(path).tocsr()
 
 
 def save_graph_list(graphs: Sequence[Any], path: Path, meta: dict[str, Any]) -> None:

@@ -72,7 +72,9 @@ class PruneResult:
             ``status`` (``"reused"``, ``"computed"``, ...), ``path``, ``key``
             (:class:`fusion.prune_cache.WorkDir`); empty without one.
         fingerprints: The SOAP fingerprints ``[n, n_features]`` in the order of
-            :attr:`ids` (for the report's fingerprint map), or None when the
+            :attr:`ids` (for the report's fingerprint map): a float32 array, or
+            a ``scipy.sparse`` CSR matrix when most entries are zero
+            (:func:`fusion.prune_steps.compute_fingerprints`); None when the
             method uses none.
     """
 
@@ -89,7 +91,7 @@ class PruneResult:
     options: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     artefacts: dict[str, dict[str, Any]] = field(default_factory=dict)
-    fingerprints: np.ndarray | None = field(default=None, repr=False)
+    fingerprints: Any = field(default=None, repr=False)
 
     @property
     def ratios(self) -> list[float]:

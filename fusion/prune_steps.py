@@ -216,6 +216,14 @@ def estimated_records(path: Path) -> int:
     return 0
 
 
+#: Largest dense block of fingerprints computed at once (bytes of float32).
+FINGERPRINT_BLOCK = 2**28
+#: Fewest records per block (a block is one round of tasks for the workers).
+MIN_BLOCK = 64
+#: Fingerprints whose share of nonzero entries is below this are held sparse (CSR).
+SPARSE_BELOW = 0.3
+
+
 def compute_fingerprints(
     ds: CrystalDataset,
     compression: str,
@@ -223,20 +231,47 @@ def compute_fingerprints(
     workdir: WorkDir | None,
     digest: Digest,
     progress: bool,
-) -> np.ndarray:
-    """SOAP fingerprints of the dataset (one row per record, ``compression`` mode), through the working folder."""
+) -> Any:
+    """SOAP fingerprints of the dataset (one row per record, ``compression`` mode), through the working folder.
+
+    Computed in blocks of at most :data:`FINGERPRINT_BLOCK` bytes. When the
+    first block has fewer than :data:`SPARSE_BELOW` nonzero entries (``mu1nu1``
+    and ``off`` with many species: each crystal fills only the features of its
+    own few elements), the rows are kept as a ``scipy.sparse`` CSR matrix: on
+    10,000 Materials Project cells, 38,080 features with ~3 % nonzero, about
+    0.1 GB instead of 1.5 GB. The values are the same as the dense rows'.
+
+    Returns:
+        A float32 ``[n, F]`` array, or a CSR matrix of the same values.
+    """
+    from scipy import sparse
+    from tqdm.auto import tqdm
+
     from fusion import fingerprints, prune_cache
 
-    def compute() -> np.ndarray:
-        return fingerprints.soap_fingerprints(
-            ds.structures,
-            fingerprints.dataset_species(ds.structures),
-            compression,
-            n_jobs=1,
-            progress=progress,
-            chunk_size=pool.chunk_size(len(ds), 64),
-            client=pool.client(len(ds)),
-        )
+    def compute() -> Any:
+        species = fingerprints.dataset_species(ds.structures)
+        n = len(ds)
+        per_block = max(MIN_BLOCK, FINGERPRINT_BLOCK // (4 * fingerprints.n_features(species, compression)))
+        parts: list[Any] = []
+        keep_sparse = False
+        with tqdm(total=n, disable=not progress, desc=f"SOAP ({compression})", unit="struct") as bar:
+            for a in range(0, n, per_block):
+                block = ds.structures[a : a + per_block]
+                dense = fingerprints.soap_fingerprints(
+                    block,
+                    species,
+                    compression,
+                    n_jobs=1,
+                    progress=False,
+                    chunk_size=pool.chunk_size(len(block), 64),
+                    client=pool.client(len(block)),
+                )
+                if a == 0:
+                    keep_sparse = np.count_nonzero(dense) < SPARSE_BELOW * dense.size
+                parts.append(sparse.csr_matrix(dense) if keep_sparse else dense)
+                bar.update(len(block))
+        return sparse.vstack(parts, format="csr") if keep_sparse else np.concatenate(parts, axis=0)
 
     return cached(
         workdir,

@@ -246,8 +246,8 @@ def select(
     )
     if method in NEEDS_X and X is None and not x_optional:
         raise ValueError(f"method {method!r} needs X")
-    if X is not None and len(X) != n:
-        raise ValueError(f"X has {len(X)} rows, expected {n}")
+    if X is not None and X.shape[0] != n:
+        raise ValueError(f"X has {X.shape[0]} rows, expected {n}")
 
     scores: dict[str, np.ndarray] = {}
     epsilon: float | None = None

@@ -71,7 +71,7 @@ def pca(X: np.ndarray, k: int = 2, max_fit: int = 2000, seed: int = 0) -> tuple[
     either sign).
 
     Args:
-        X: ``[n, d]`` rows (any float dtype).
+        X: ``[n, d]`` rows (any float dtype; an array or a sparse matrix).
         k: Components. Defaults to 2.
         max_fit: Rows the axes are fitted on. Defaults to 2,000.
         seed: Seed of that sample. Defaults to 0.
@@ -80,8 +80,11 @@ def pca(X: np.ndarray, k: int = 2, max_fit: int = 2000, seed: int = 0) -> tuple[
         ``(coords [n, k], explained_variance_ratio [k])`` (of the fitted rows);
         zeros past the rank, and for fewer than two rows.
     """
-    X = np.asarray(X)
-    n = len(X)
+    from scipy import sparse
+
+    is_sparse = sparse.issparse(X)
+    X = sparse.csr_matrix(X) if is_sparse else np.asarray(X)
+    n = X.shape[0]
     coords, explained = np.zeros((n, k)), np.zeros(k)
     if n < 2:
         return coords, explained
@@ -91,7 +94,8 @@ def pca(X: np.ndarray, k: int = 2, max_fit: int = 2000, seed: int = 0) -> tuple[
         else np.arange(n)
     )
     S = X[fit]
-    gram = (S @ S.T).astype(np.float64)
+    gram = (S @ S.T).toarray() if is_sparse else S @ S.T
+    gram = np.asarray(gram, dtype=np.float64)
     row = gram.mean(axis=0)
     centred = gram - row[None, :] - row[:, None] + row.mean()
     vals, vecs = np.linalg.eigh((centred + centred.T) / 2)
@@ -101,7 +105,7 @@ def pca(X: np.ndarray, k: int = 2, max_fit: int = 2000, seed: int = 0) -> tuple[
     if not keep.any():
         return coords, explained
     vals, vecs = vals[keep], vecs[:, keep]
-    mean = S.mean(axis=0, dtype=np.float64)
+    mean = np.asarray(S.mean(axis=0, dtype=np.float64)).ravel()
     # Axes in feature space: (S - mean)^T v / sqrt(lambda), without copying S.
     axes = (S.T @ vecs - np.outer(mean, vecs.sum(axis=0))) / np.sqrt(vals)[None, :]
     m = len(vals)
