@@ -138,6 +138,7 @@ def run_prune(
         "timed_out": timed_out,
         "seconds": round(seconds, 1),
         "peak_rss_gb": round(mem.peak / 1e9, 2),
+        "peak_at_s": round(mem.peak_at, 1),
         "steps": steps,
         "summary": summary,
         "stderr_tail": stderr[-2000:] if proc.returncode else "",

@@ -54,16 +54,19 @@ class PeakMemory:
 
     def __init__(self, every: float = 0.2) -> None:
         self.every, self.peak, self._stop = every, 0, threading.Event()
+        self.peak_at = 0.0  # seconds from the start to the peak
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         me = psutil.Process()
+        t0 = time.perf_counter()
         while not self._stop.is_set():
             total = 0
             for p in [me, *me.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):  # a worker may exit between the two calls
                     total += p.memory_info().rss
-            self.peak = max(self.peak, total)
+            if total > self.peak:
+                self.peak, self.peak_at = total, time.perf_counter() - t0
             self._stop.wait(self.every)
 
     def __enter__(self) -> PeakMemory:
