@@ -425,6 +425,7 @@ def _warnings(
         warns.append(
             f"the fingerprints take {_nbytes(scores.X) / 1e9:.1f} GB ({n:,} records x {width:,} features): "
             "the default --compression mu1nu1 grows with the number of elements in the data; "
-            "--compression mu2 has 252 features whatever the elements and needs far less memory"
+            "--compression mu2 has 252 features whatever the elements and needs far less memory, "
+            "but keeps nearest-neighbour distances less faithfully (benchmarks/bench_compression.py)"
         )
     return warns

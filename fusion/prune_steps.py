@@ -218,6 +218,8 @@ def estimated_records(path: Path) -> int:
 
 #: Largest dense block of fingerprints computed at once (bytes of float32).
 FINGERPRINT_BLOCK = 2**28
+#: Records per block of the graphs step (one round of tasks for the workers).
+GRAPH_BLOCK = 1000
 #: Fewest records per block (a block is one round of tasks for the workers).
 MIN_BLOCK = 64
 #: Fingerprints whose share of nonzero entries is below this are held sparse (CSR).
@@ -305,18 +307,28 @@ def compute_graphs(
     meta = {"cutoff": graphs.DEFAULT_CUTOFF, "max_neighbors": graphs.DEFAULT_MAX_NEIGHBORS}
 
     def compute() -> list[Any]:
-        return featurize.graphs(
-            ds.structures,
-            ds.targets,
-            ds.ids,
-            meta["cutoff"],
-            meta["max_neighbors"],
-            kind="structure",
-            n_workers=1,
-            client=pool.client(len(ds)),
-            progress=progress,
-            chunk_size=pool.chunk_size(len(ds), featurize.CHUNK),
-        )
+        from tqdm.auto import tqdm
+
+        out: list[Any] = []
+        # Block by block: the workers hand over (and drop) each block's graphs
+        # before the next, instead of holding all of them until the end.
+        with tqdm(total=len(ds), disable=not progress, desc="graphs", unit="graph") as bar:
+            for a in range(0, len(ds), GRAPH_BLOCK):
+                b = min(a + GRAPH_BLOCK, len(ds))
+                out += featurize.graphs(
+                    ds.structures[a:b],
+                    ds.targets[a:b],
+                    ds.ids[a:b],
+                    meta["cutoff"],
+                    meta["max_neighbors"],
+                    kind="structure",
+                    n_workers=1,
+                    client=pool.client(b - a),
+                    progress=False,
+                    chunk_size=pool.chunk_size(b - a, featurize.CHUNK),
+                )
+                bar.update(b - a)
+        return out
 
     return cached(
         workdir,

@@ -101,3 +101,31 @@ def test_disordered_structures_are_refused_with_their_formula():
         PackedStructure.of(s)
     with pytest.raises(ValueError, match="3 atomic numbers for 2 sites"):
         PackedStructure(np.eye(3), np.zeros((2, 3)), [1, 2, 3])
+
+
+def test_prune_graphs_in_blocks_equal_one_block(monkeypatch):
+    import contextlib
+
+    from fusion import prune_steps
+
+    ds = validate_records(
+        [
+            RawRecord(f"r{k}", (rocksalt(5.4 + 0.1 * k) if k % 2 else cscl(4.0 + 0.1 * k)), float(k))
+            for k in range(7)
+        ],
+        name="t",
+        target="y",
+        progress=False,
+        packed=True,
+    )
+    with contextlib.ExitStack() as stack:
+        pool = prune_steps.Workers(1, None, stack, min_items=200)
+        whole = prune_steps.compute_graphs(ds, pool, None, prune_steps.Digest(ds), progress=False)
+        monkeypatch.setattr(prune_steps, "GRAPH_BLOCK", 3)  # blocks of 3, 3 and 1
+        blocks = prune_steps.compute_graphs(ds, pool, None, prune_steps.Digest(ds), progress=False)
+    assert len(blocks) == len(whole) == 7
+    for a, b in zip(whole, blocks, strict=True):
+        assert_same_integers(a.edge_index.numpy(), b.edge_index.numpy())
+        for key in ("pos", "edge_attr", "y"):
+            if key in a:
+                assert_bitwise_equal(a[key], b[key], key)

@@ -23,6 +23,7 @@ BENCHMARKS: tuple[str, ...] = (
     "cgcnn_parity",
     "scale",
     "prune_scale",
+    "prune_scale_capped",
 )
 
 
