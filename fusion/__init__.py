@@ -15,7 +15,7 @@ Subpackages and modules:
         neighbors, the k-center and active-learning baselines in baselines).
     prune_api: the whole prune of a dataset (``fusion prune``'s engine), with its
         options in prune_options and its result, files and warnings in prune_result.
-    prune_steps: the engine's steps (load, fingerprints, graphs, surrogate scores),
+    prune_steps: the engine's steps (load, fingerprints, graphs; the surrogate's in prune_surrogate),
         each computing one artefact once for all ratios, cached in the working folder.
     packed: a checked crystal as three arrays (what the engine holds in memory at scale).
 """

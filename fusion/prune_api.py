@@ -32,10 +32,10 @@ single-threaded workers, opened only when a step has at least
 input order: the kept ids never depend on the number of workers. Without the
 run's client a step runs in this process; it never starts a cluster of its own.
 
-This module holds the run (:func:`prune`); the steps that compute the four
-artefacts, the run's Dask client and the surrogate's hold-out
-(:func:`surrogate_split`, re-exported here) are in :mod:`fusion.prune_steps`,
-the options and their checks in :mod:`fusion.prune_options`, the result, its
+This module holds the run (:func:`prune`); the steps that compute the
+structures, fingerprints and graphs, and the run's Dask client, are in
+:mod:`fusion.prune_steps`; the surrogate and its hold-out (:func:`surrogate_split`,
+re-exported here) in :mod:`fusion.prune_surrogate`; the options and their checks in :mod:`fusion.prune_options`, the result, its
 files and its warnings in :mod:`fusion.prune_result`, the working folder in
 :mod:`fusion.prune_cache` and ``report.html`` in :mod:`fusion.prune_report`.
 """
@@ -57,15 +57,8 @@ from fusion.parallel import MIN_ITEMS
 from fusion.prune_cache import WorkDir
 from fusion.prune_options import MAX_STEPS, NEEDS_U, NEEDS_X, OptionError, check_options, check_scheduler
 from fusion.prune_result import PruneResult, ratio_shift, shift_warning, spread_warnings
-from fusion.prune_steps import (
-    VAL_FRACTION,
-    Digest,
-    Workers,
-    compute_fingerprints,
-    load_dataset,
-    surrogate_scores,
-    surrogate_split,
-)
+from fusion.prune_steps import Digest, Workers, compute_fingerprints, load_dataset
+from fusion.prune_surrogate import VAL_FRACTION, surrogate_scores, surrogate_split
 
 __all__ = ["MIN_PARALLEL", "VAL_FRACTION", "prune", "surrogate_split"]
 
@@ -131,7 +124,7 @@ def prune(
             ``"cuda:N"``. Defaults to ``"auto"``.
         max_steps: At most this many surrogate optimiser steps: a large pool
             trains fewer than ``epochs`` epochs
-            (:func:`fusion.prune_steps.surrogate_epochs`). None or 0: no cap.
+            (:func:`fusion.prune_surrogate.surrogate_epochs`). None or 0: no cap.
             Defaults to :data:`MAX_STEPS` (3,000; pools below about 2,000
             records keep ``epochs``).
         lam: Weight Lambda of the epistemic term in
@@ -343,7 +336,7 @@ def _score(
 ) -> _Scores:
     """Score the pool once for all ratios: fingerprints, ``d_nn`` and ``W``, then ``U``, where the method uses them.
 
-    ``train`` holds the surrogate's options (:func:`fusion.prune_steps.surrogate_scores`).
+    ``train`` holds the surrogate's options (:func:`fusion.prune_surrogate.surrogate_scores`).
     """
     y = np.asarray(ds.targets, dtype=np.float64)
     digest = Digest(ds)
