@@ -141,7 +141,7 @@ def run_prune(
         "peak_at_s": round(mem.peak_at, 1),
         "steps": steps,
         "summary": summary,
-        "stderr_tail": stderr[-2000:] if proc.returncode else "",
+        "stderr_tail": stderr[-2000:] if proc.returncode and not timed_out else "",
     }
 
 

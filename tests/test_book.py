@@ -143,9 +143,19 @@ def test_prune_scale_steps_give_each_step_its_duration(tmp_path):
     (tmp_path / "prune_scale.json").write_text(json.dumps({"options": [], "runs": [stopped, done]}))
     table = benchmarks.prune_scale_steps(tmp_path)
     assert table["took (s)"].tolist() == [40.0, 110.0, 1350.0, 41.0, 19.0]
-    assert table["step"].iloc[2].startswith("(stopped")
+    assert table["step"].iloc[2] == "graphs (stopped at the limit)"
     assert table["step"].iloc[4] == "selection, outputs and report"
     assert benchmarks.prune_scale_steps(tmp_path / "missing").empty
+    q = {"epochs_run": 2, "max_steps": 400, "seconds": 448.7, "val_mae": 0.25, "median_val_mae": 1.0}
+    done = {"method": "fusion", "returncode": 0, "seconds": 700.0, "summary": {"surrogate": q}}
+    (tmp_path / "prune_scale_capped.json").write_text(
+        json.dumps({"options": ["--max-steps", "400"], "runs": [done]})
+    )
+    surrogate = benchmarks.prune_scale_surrogate(tmp_path)
+    assert surrogate.to_dict("records") == [
+        {"run": "--max-steps 400", "epochs": 2, "max steps": 400, "training (s)": 449, "val MAE": 0.25,
+         "median's val MAE": 1.0, "vs median": "25 %"}
+    ]  # fmt: skip
 
 
 def test_plot_structures_draws_the_cell_as_a_chemist_does():

@@ -49,8 +49,15 @@ def test_projection_arithmetic(tmp_path):
     assert p.loc[(1e8, 1), "fingerprints (GB)"] == pytest.approx(1e8 * 252 * 4 / 1e9)
     assert bool(p.loc[(1e6, 1), "index fits one worker"])
     assert not bool(p.loc[(1e8, 1), "index fits one worker"])
-    # The surrogate does not divide by workers.
-    assert p.loc[(1e6, 1), "surrogate epoch (h)"] == p.loc[(1e6, 10), "surrogate epoch (h)"]
+    # The surrogate does not divide by workers; the step cap (3,000 batches of 64)
+    # leaves 1 epoch at 10^6: 900,000 / 64 -> 14,063 batches, and 1,000 graphs a second.
+    assert p.loc[(1e6, 1), "surrogate (h)"] == p.loc[(1e6, 10), "surrogate (h)"]
+    assert p.loc[(1e6, 1), "surrogate epochs"] == 1
+    trained, evaluated = 14_063 * 64, 1e5 + 1e6
+    assert p.loc[(1e6, 1), "surrogate (h)"] == pytest.approx((trained + evaluated / 3) / 1000 / 3600)
+    # A pool small enough for 100 epochs within the cap: 1e3 records, 15 batches an epoch.
+    small = scale.projection(r, sizes=(1e3,), workers=(1,), atoms_per_cell=5.0).iloc[0]
+    assert small["surrogate epochs"] == 100
 
 
 def test_projection_needs_every_rate(tmp_path):

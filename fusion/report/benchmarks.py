@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fusion.prune_cache import ARTEFACTS
 from fusion.report.glue import glue_table
 from fusion.report.inputs import read_json
 
@@ -218,9 +219,43 @@ def prune_scale_steps(folder: str | Path = "benchmarks/results", name: str = "pr
             rows.append((run, s["step"], s["ended_s"] - last, s["ended_s"]))
             last = s["ended_s"]
         if r.get("timed_out"):
-            step = "(stopped at the limit during the next step)"
+            done = [s["step"] for s in r.get("steps", [])]
+            after = [a for a in ARTEFACTS if a not in done]
+            step = f"{after[0] if after else 'selection'} (stopped at the limit)"
         else:
             step = "selection, outputs and report" if r.get("returncode") == 0 else "(failed)"
         rows.append((run, step, r["seconds"] - last, r["seconds"]))
     table = pd.DataFrame(rows, columns=["run", "step", "took (s)", "ended at (s)"])
     return table.round({"took (s)": 0, "ended at (s)": 0})
+
+
+def prune_scale_surrogate(
+    folder: str | Path = "benchmarks/results", names: Sequence[str] = ("prune_scale", "prune_scale_capped")
+) -> pd.DataFrame:
+    """The surrogate of each finished ``fusion prune --method fusion`` run of ``bench_prune_scale.py``.
+
+    Returns:
+        ``run`` (extra options), ``epochs``, ``max steps``, ``training (s)``, the
+        surrogate's ``val MAE`` and the median predictor's on the same records
+        (target units), and ``vs median`` (the surrogate's MAE as a share of the
+        median's); no rows for runs without a surrogate (stopped, or another method).
+    """
+    rows = []
+    for name in names:
+        data = read_json(Path(folder, f"{name}.json"))
+        for r in data.get("runs", []):
+            q = (r.get("summary") or {}).get("surrogate")
+            if not q:
+                continue
+            rows.append(
+                {
+                    "run": " ".join(data.get("options") or []) or "default options",
+                    "epochs": q["epochs_run"],
+                    "max steps": q["max_steps"],
+                    "training (s)": round(q["seconds"]),
+                    "val MAE": round(q["val_mae"], 3),
+                    "median's val MAE": round(q["median_val_mae"], 3),
+                    "vs median": f"{100 * q['val_mae'] / q['median_val_mae']:.0f} %",
+                }
+            )
+    return pd.DataFrame(rows)

@@ -18,10 +18,15 @@ Performance page; every assumption is a line here:
   10^6, 101 GB at 10^8). Beyond that the index must change: compressed
   (IVF-PQ, ~32 bytes a vector) or sharded over workers.
 * **Selection** (W, I and the epsilon search) is O(n log n): 0.17 s at 10^6.
-* **Surrogate**: one model, one device; time per epoch = n / training rate
-  (``bench_train_throughput.py``, measured on 5-atom cells, scaled by the
-  mean cell size since the work per graph grows with its atoms and their 12
-  neighbours); it does not divide by N.
+* **Surrogate**: one model, one device; it does not divide by N. A training
+  graph costs 1 / training rate (``bench_train_throughput.py``, measured on
+  5-atom cells, scaled by the mean cell size since the work per graph grows
+  with its atoms and their 12 neighbours). With ``fusion prune``'s defaults it
+  trains at most 100 epochs of the 90 % training part and at most
+  ``--max-steps`` (3,000) batches of 64 (:func:`fusion.prune_surrogate.surrogate_epochs`),
+  evaluates the 10 % hold-out once per epoch and then scores every record;
+  a graph evaluated without gradients is counted at a third of a training
+  graph (forward pass only: an assumption, not a measurement).
 """
 
 from __future__ import annotations
@@ -120,7 +125,8 @@ def projection(
 
     Returns:
         One row per (size, workers): hours of featurisation, of the
-        nearest-neighbour search (and which), of one surrogate epoch, the
+        nearest-neighbour search (and which), of the surrogate (training within
+        the step cap, hold-out passes, scoring every record) and its epochs, the
         fingerprint memory (GB), whether the index fits one worker, and the
         step that dominates. Empty when a rate is missing.
     """
@@ -135,11 +141,12 @@ def projection(
             speed = 1.0 if w == 1 else w * min(1.0, rates["efficiency_2"])  # one worker: no parallel loss
             soap_h = n / (rates["soap_per_s"] * speed) / 3600
             nn_h = nn_one / w / 3600
-            epoch_h = n * (atoms_per_cell / TRAIN_ATOMS) / rates["train_graphs_per_s"] / 3600
+            graph_h = (atoms_per_cell / TRAIN_ATOMS) / rates["train_graphs_per_s"] / 3600
+            surrogate_h, epochs = _surrogate_hours(n, graph_h)
             parts = {
                 "featurisation": soap_h,
                 "nearest neighbours": nn_h,
-                "surrogate": 100 * epoch_h,
+                "surrogate": surrogate_h,
             }
             rows.append(
                 {
@@ -148,13 +155,26 @@ def projection(
                     "featurisation (h)": soap_h,
                     "nearest neighbours (h)": nn_h,
                     "search": search,
-                    "surrogate epoch (h)": epoch_h,
+                    "surrogate (h)": surrogate_h,
+                    "surrogate epochs": epochs,
                     "fingerprints (GB)": memory,
                     "index fits one worker": memory < WORKER_MEMORY_GB / 2,
                     "dominant": max(parts, key=parts.get),
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _surrogate_hours(n: float, graph_h: float) -> tuple[float, int]:
+    """Hours of ``fusion prune``'s default surrogate on ``n`` records, and its epochs (module docstring)."""
+    from fusion.prune_options import MAX_STEPS
+
+    batch, max_epochs, val = 64, 100, 0.1
+    per_epoch = math.ceil((1 - val) * n / batch)
+    epochs = max(1, min(max_epochs, MAX_STEPS // per_epoch))
+    trained = epochs * per_epoch * batch  # graphs through forward and backward passes
+    evaluated = epochs * val * n + n  # the hold-out once per epoch, then every record scored
+    return (trained + evaluated / 3) * graph_h, epochs
 
 
 _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -187,7 +207,10 @@ def projection_display(proj: pd.DataFrame) -> pd.DataFrame:
                 f"{_hours(h)} ({s})"
                 for h, s in zip(proj["nearest neighbours (h)"], proj["search"], strict=True)
             ],
-            "surrogate epoch": [_hours(h) for h in proj["surrogate epoch (h)"]],
+            "surrogate": [
+                f"{_hours(h)} ({e} epoch{'s' if e > 1 else ''})"
+                for h, e in zip(proj["surrogate (h)"], proj["surrogate epochs"], strict=True)
+            ],
             "fingerprints": [
                 f"{g:,.0f} GB" + ("" if fits else ", too big for one worker")
                 for g, fits in zip(proj["fingerprints (GB)"], proj["index fits one worker"], strict=True)
