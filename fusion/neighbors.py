@@ -63,30 +63,17 @@ def _exact_nn(X: np.ndarray, chunk: int | None, n_candidates: int) -> tuple[np.n
     for a in range(0, n, chunk):
         b = min(a + chunk, n)
         Xa = rows64(slice(a, b))
-        # Squared distances up to a constant per row: |x_j|^2 - 2 x_i.x_j (in place).
         if X64 is not None:
             d2 = Xa @ X64.T
         else:
             d2 = np.empty((b - a, n))
             for block in _blocks(n, cols):
                 d2[:, block] = Xa @ rows64(block).T
-        d2 *= -2.0
-        d2 += sq[None, :]
-        rows = np.arange(b - a)
-        d2[rows, np.arange(a, b)] = np.inf  # exclude self
-        # Shortlist by repeated argmin: much cheaper than argpartition for small k.
-        cand = np.empty((b - a, k), dtype=np.int64)
-        for j in range(k):
-            cand[:, j] = d2.argmin(axis=1)
-            d2[rows, cand[:, j]] = np.inf
+        cand = _shortlist(d2, sq, a, k)
         # Re-measure the shortlist from direct differences: the Gram formula
         # leaves ~1e-8 of cancellation noise, so exact duplicates get exactly 0.
         diff = rows64(cand) - Xa[:, None, :]
-        cd = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
-        # Stable tie-break on the neighbour's index.
-        order = np.lexsort((cand, cd), axis=1)[:, 0]
-        dist[a:b] = cd[rows, order]
-        idx[a:b] = cand[rows, order]
+        dist[a:b], idx[a:b] = _closest(cand, np.sqrt(np.einsum("ijk,ijk->ij", diff, diff)))
     return dist, idx
 
 
@@ -110,23 +97,38 @@ def _exact_nn_sparse(X: Any, chunk: int | None, n_candidates: int) -> tuple[np.n
     for a in range(0, n, chunk):
         b = min(a + chunk, n)
         Xa = X64[a:b]
-        d2 = (Xa @ XT).toarray()
-        d2 *= -2.0
-        d2 += sq[None, :]
-        rows = np.arange(b - a)
-        d2[rows, np.arange(a, b)] = np.inf  # exclude self
-        cand = np.empty((b - a, k), dtype=np.int64)
-        for j in range(k):
-            cand[:, j] = d2.argmin(axis=1)
-            d2[rows, cand[:, j]] = np.inf
+        cand = _shortlist((Xa @ XT).toarray(), sq, a, k)
         cd = np.empty((b - a, k))
         for j in range(k):
             diff = X64[cand[:, j]] - Xa
             cd[:, j] = np.sqrt(np.asarray(diff.multiply(diff).sum(axis=1)).ravel())
-        order = np.lexsort((cand, cd), axis=1)[:, 0]
-        dist[a:b] = cd[rows, order]
-        idx[a:b] = cand[rows, order]
+        dist[a:b], idx[a:b] = _closest(cand, cd)
     return dist, idx
+
+
+def _shortlist(gram: np.ndarray, sq: np.ndarray, a: int, k: int) -> np.ndarray:
+    """The ``k`` nearest candidates of rows ``a, a+1, ...`` from their Gram block ``x_i.x_j`` (overwritten).
+
+    Squared distances up to a constant per row, ``|x_j|^2 - 2 x_i.x_j``, self
+    excluded; the shortlist by repeated argmin (much cheaper than argpartition
+    for small ``k``).
+    """
+    gram *= -2.0
+    gram += sq[None, :]
+    rows = np.arange(gram.shape[0])
+    gram[rows, rows + a] = np.inf  # exclude self
+    cand = np.empty((len(rows), k), dtype=np.int64)
+    for j in range(k):
+        cand[:, j] = gram.argmin(axis=1)
+        gram[rows, cand[:, j]] = np.inf
+    return cand
+
+
+def _closest(cand: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the shortlisted neighbour at the smallest re-measured distance (ties: the lower index)."""
+    rows = np.arange(len(cand))
+    order = np.lexsort((cand, dist), axis=1)[:, 0]
+    return dist[rows, order], cand[rows, order]
 
 
 def _blocks(n: int, size: int) -> list[slice]:
