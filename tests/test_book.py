@@ -152,6 +152,10 @@ def test_prune_scale_steps_give_each_step_its_duration(tmp_path):
         json.dumps({"options": ["--max-steps", "400"], "runs": [done]})
     )
     surrogate = benchmarks.prune_scale_surrogate(tmp_path)
+    # The run's own summary and stderr (temporary paths) stay out of the benchmark's table.
+    shown = " ".join(benchmarks.benchmark_table("prune_scale_capped", tmp_path)["measure"])
+    assert "seconds" in shown
+    assert "summary" not in shown
     assert surrogate.to_dict("records") == [
         {"run": "--max-steps 400", "epochs": 2, "max steps": 400, "training (s)": 449, "val MAE": 0.25,
          "median's val MAE": 1.0, "vs median": "25 %"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,12 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+#: Diagnostics a benchmark keeps beside its measures, not shown in its table: the
+#: ``fusion prune`` run's own summary (its surrogate part has a table of its own,
+#: :func:`prune_scale_surrogate`; the rest names temporary paths) and stderr.
+_HIDDEN = re.compile(r"(^|\.)(summary|stderr_tail)(\.|$)")
+
+
 def benchmark_table(name: str, folder: str | Path = "benchmarks/results") -> pd.DataFrame:
     """One benchmark's JSON as a two-column table (``measure``, ``value``).
 
@@ -54,7 +61,7 @@ def benchmark_table(name: str, folder: str | Path = "benchmarks/results") -> pd.
     data = read_json(Path(folder, f"{name}.json"))
     if not data:
         return pd.DataFrame({"measure": [f"{name}.json"], "value": ["not run yet (no file)"]})
-    flat = flatten(data)
+    flat = {k: v for k, v in flatten(data).items() if not _HIDDEN.search(k)}
     # Zero-width spaces after "." and "_" let long dotted names wrap inside the column.
     names = [k.replace(".", ".\u200b").replace("_", "_\u200b") for k in flat]
     return pd.DataFrame({"measure": names, "value": [str(v) for v in flat.values()]})
