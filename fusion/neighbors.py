@@ -3,7 +3,9 @@
 :func:`nearest_neighbor_distance` is exact up to 100,000 rows (chunked float64
 Gram products whose shortlist is re-measured from direct differences, so an
 exact duplicate has distance exactly 0) and approximate above (a faiss
-inverted-file index, distances recomputed in float64). The exact search's
+inverted-file index, distances recomputed in float64; for sparse fingerprints
+the index works on a seeded random projection and shortlists candidates that
+are re-measured in the sparse space). The exact search's
 working memory is bounded by :data:`EXACT_MEMORY`: 10,000 fingerprints of the
 default ``mu1nu1`` compression (38,080 features) would otherwise need a 3 GB
 float64 copy and a 2 GB block of candidate differences.
@@ -11,6 +13,7 @@ float64 copy and a 2 GB block of candidate differences.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -28,6 +31,11 @@ IVF_LISTS_PER_SQRT_N = 2.0
 IVF_TRAIN_PER_LIST = 40
 IVF_KMEANS_ITER = 10
 IVF_NPROBE = 8
+# Sparse fingerprints above the exact threshold: the index works on a seeded
+# Gaussian projection to this many dimensions, and shortlists this many
+# candidates per row, re-measured in the full sparse space.
+SPARSE_PROJECTION = 256
+SPARSE_CANDIDATES = 8
 
 
 def _exact_nn(X: np.ndarray, chunk: int | None, n_candidates: int) -> tuple[np.ndarray, np.ndarray]:
@@ -77,24 +85,31 @@ def _exact_nn(X: np.ndarray, chunk: int | None, n_candidates: int) -> tuple[np.n
     return dist, idx
 
 
-def _exact_nn_sparse(X: Any, chunk: int | None, n_candidates: int) -> tuple[np.ndarray, np.ndarray]:
+def _exact_nn_sparse(
+    X: Any, chunk: int | None, n_candidates: int, threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact NN of CSR rows: sparse Gram blocks for the shortlist, winners re-measured from sparse differences.
 
     The same algorithm as :func:`_exact_nn` without ever making the rows dense
     (an exact duplicate still gets distance exactly 0); the distances agree
     with the dense search's to rounding (the sums run over the nonzero entries
-    only, in another order).
+    only, in another order). Row blocks are independent, so they run on
+    ``threads`` threads (scipy's sparse products release the GIL; the dense
+    search gets its threads from BLAS instead); the result does not depend on
+    their number.
     """
     X64 = X.astype(np.float64)
     n = X64.shape[0]
     k = min(n_candidates, n - 1)
-    if chunk is None:  # a dense Gram block of at most 2^25 float64 (256 MB)
-        chunk = int(np.clip(2**25 // n, 1, 4096))
+    threads = available_cores() if threads is None else max(1, threads)
+    if chunk is None:  # dense Gram blocks of at most 2^25 float64 (256 MB) in all
+        chunk = int(np.clip(2**25 // (n * threads), 1, 4096))
     sq = np.asarray(X64.multiply(X64).sum(axis=1)).ravel()
     XT = X64.T.tocsr()
     dist = np.empty(n, dtype=np.float64)
     idx = np.empty(n, dtype=np.int64)
-    for a in range(0, n, chunk):
+
+    def block(a: int) -> None:
         b = min(a + chunk, n)
         Xa = X64[a:b]
         cand = _shortlist((Xa @ XT).toarray(), sq, a, k)
@@ -103,7 +118,25 @@ def _exact_nn_sparse(X: Any, chunk: int | None, n_candidates: int) -> tuple[np.n
             diff = X64[cand[:, j]] - Xa
             cd[:, j] = np.sqrt(np.asarray(diff.multiply(diff).sum(axis=1)).ravel())
         dist[a:b], idx[a:b] = _closest(cand, cd)
+
+    starts = range(0, n, chunk)
+    if threads > 1 and len(starts) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(block, starts))  # list(): a block's exception is raised here
+    else:
+        for a in starts:
+            block(a)
     return dist, idx
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _shortlist(gram: np.ndarray, sq: np.ndarray, a: int, k: int) -> np.ndarray:
@@ -135,12 +168,12 @@ def _blocks(n: int, size: int) -> list[slice]:
     return [slice(a, min(a + size, n)) for a in range(0, n, size)]
 
 
-def _approx_nn(X: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Approximate NN with a faiss inverted-file index; distances recomputed in float64."""
+def _ivf_candidates(Y: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """The ``k`` approximate nearest other rows of ``Y`` from a faiss inverted-file index (``-1``: none found)."""
     import faiss
 
-    X32 = np.ascontiguousarray(X, dtype=np.float32)
-    n, d = X32.shape
+    Y32 = np.ascontiguousarray(Y, dtype=np.float32)
+    n, d = Y32.shape
     nlist = max(1, round(IVF_LISTS_PER_SQRT_N * np.sqrt(n)))
     nprobe = min(IVF_NPROBE, nlist)
     quantizer = faiss.IndexFlatL2(d)
@@ -148,26 +181,71 @@ def _approx_nn(X: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     index.cp.niter = IVF_KMEANS_ITER
     index.cp.seed = seed
     sample = np.random.default_rng(seed).choice(n, size=min(n, IVF_TRAIN_PER_LIST * nlist), replace=False)
-    index.train(X32[np.sort(sample)])
+    index.train(Y32[np.sort(sample)])
     # The queries are the indexed points: one coarse search serves both the
     # list assignment (column 0) and the probes, instead of two.
-    coarse_d, coarse_i = quantizer.search(X32, nprobe)
+    coarse_d, coarse_i = quantizer.search(Y32, nprobe)
     assign = np.ascontiguousarray(coarse_i[:, 0], dtype=np.int64)
-    index.add_core(n, faiss.swig_ptr(X32), None, faiss.swig_ptr(assign))
+    index.add_core(n, faiss.swig_ptr(Y32), None, faiss.swig_ptr(assign))
     index.nprobe = nprobe
-    _, nbrs = index.search_preassigned(X32, 2, coarse_i, coarse_d)
-    rows = np.arange(n)
-    # Drop self (column 0 unless an exact duplicate came first).
-    first = np.where(nbrs[:, 0] == rows, 1, 0)
-    idx = nbrs[rows, first].astype(np.int64)
-    missing = idx < 0  # a lone point in its probed lists: fall back to a random other row
-    if missing.any():
-        idx[missing] = (rows[missing] + 1) % n
+    _, nbrs = index.search_preassigned(Y32, k + 1, coarse_i, coarse_d)
+    # Drop self: move it to the end (stable, so an exact duplicate found first
+    # keeps its place) and keep the first k.
+    is_self = nbrs == np.arange(n)[:, None]
+    return np.take_along_axis(nbrs, np.argsort(is_self, axis=1, kind="stable"), axis=1)[:, :k].astype(
+        np.int64
+    )
+
+
+def _fill_missing(cand: np.ndarray) -> np.ndarray:
+    """A row whose probed lists held no other point gets the next row as its one candidate (a real other row)."""
+    rows = np.arange(len(cand))
+    lone = cand[:, 0] < 0
+    cand[lone, 0] = (rows[lone] + 1) % len(cand)
+    return cand
+
+
+def _approx_nn(X: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate NN with a faiss inverted-file index; distances recomputed in float64."""
+    X = np.asarray(X)
+    n, d = X.shape
+    idx = _fill_missing(_ivf_candidates(X, 1, seed))[:, 0]
     dist = np.empty(n, dtype=np.float64)
     for block in _blocks(n, max(1, EXACT_MEMORY // (2 * 8 * d))):  # row by row: the same values in blocks
         diff = np.asarray(X[idx[block]], dtype=np.float64) - np.asarray(X[block], dtype=np.float64)
         dist[block] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
     return dist, idx
+
+
+def _approx_nn_sparse(X: Any, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate NN of CSR rows: a shortlist from a random projection, re-measured in the full space.
+
+    The rows are projected to :data:`SPARSE_PROJECTION` dimensions by a seeded
+    Gaussian matrix (Johnson-Lindenstrauss: distances kept to about
+    ``sqrt(2 / 256)``, 9 %, relative spread), the inverted-file index of
+    :func:`_ivf_candidates` shortlists :data:`SPARSE_CANDIDATES` rows there,
+    and the nearest of them is chosen by its exact distance in the sparse
+    space. As in the dense search, a missed true neighbour can only
+    overestimate ``d_NN``. Cost ``O(nnz x 256)`` for the projection plus the
+    index's ``O(n^1.5)``, instead of the exact search's ``O(n^2)``.
+    """
+    from scipy import sparse
+
+    X = sparse.csr_matrix(X)
+    n, width = X.shape
+    rng = np.random.default_rng(seed)
+    R = rng.standard_normal((width, SPARSE_PROJECTION), dtype=np.float32) / np.float32(
+        np.sqrt(SPARSE_PROJECTION)
+    )
+    Y = np.asarray(X.astype(np.float32) @ R, dtype=np.float32)
+    cand = _fill_missing(_ivf_candidates(Y, min(SPARSE_CANDIDATES, n - 1), seed))
+    X64 = X.astype(np.float64)
+    dist = np.full(cand.shape, np.inf)
+    for j in range(cand.shape[1]):
+        ok = cand[:, j] >= 0
+        diff = X64[cand[ok, j]] - X64[ok]
+        dist[ok, j] = np.sqrt(np.asarray(diff.multiply(diff).sum(axis=1)).ravel())
+    return _closest(np.where(cand >= 0, cand, n), dist)
 
 
 def nearest_neighbor_distance(
@@ -177,6 +255,7 @@ def nearest_neighbor_distance(
     n_candidates: int = 2,
     seed: int = 0,
     return_index: bool = False,
+    threads: int | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Euclidean distance from each row of ``X`` to its nearest other row.
 
@@ -197,7 +276,10 @@ def nearest_neighbor_distance(
     search.
 
     A ``scipy.sparse`` matrix (the sparse fingerprints of ``fusion prune``) is
-    searched exactly at any ``n``, without making its rows dense.
+    searched without making its rows dense: exactly up to the threshold, above
+    it through a shortlist of :data:`SPARSE_CANDIDATES` rows found by the same
+    index on a seeded random projection to :data:`SPARSE_PROJECTION`
+    dimensions, each re-measured exactly in the sparse space.
 
     Args:
         X: ``[n, d]`` fingerprints, ``n >= 2``: an array or a sparse matrix.
@@ -207,6 +289,8 @@ def nearest_neighbor_distance(
         n_candidates: Shortlist size of the exact search. Defaults to 2.
         seed: Seed of the approximate index's k-means. Defaults to 0.
         return_index: Also return the neighbour indices. Defaults to False.
+        threads: Threads of the exact search of a sparse matrix (the dense one
+            uses BLAS's). Defaults to None: every core this process may use.
 
     Returns:
         ``d_nn`` ``[n]`` float64, and the neighbour indices ``[n]`` if
@@ -220,7 +304,10 @@ def nearest_neighbor_distance(
     if sparse.issparse(X):
         if X.shape[0] < 2:
             raise ValueError(f"need at least 2 fingerprints, got shape {X.shape}")
-        dist, idx = _exact_nn_sparse(sparse.csr_matrix(X), chunk, n_candidates)
+        if X.shape[0] <= exact_threshold:
+            dist, idx = _exact_nn_sparse(sparse.csr_matrix(X), chunk, n_candidates, threads)
+        else:
+            dist, idx = _approx_nn_sparse(X, seed)
         return (dist, idx) if return_index else dist
     X = np.asarray(X)
     if X.ndim != 2 or len(X) < 2:

@@ -36,6 +36,47 @@ def test_sparse_nearest_neighbours_equal_the_dense_search():
     assert d_sparse[7] == d_sparse[123] == 0.0  # an exact duplicate is exactly 0
 
 
+def test_sparse_exact_search_on_threads_equals_one_thread():
+    X = sparse.csr_matrix(_sparse_rows())
+    d1, i1 = nearest_neighbor_distance(X, chunk=16, threads=1, return_index=True)
+    d3, i3 = nearest_neighbor_distance(X, chunk=16, threads=3, return_index=True)
+    assert_bitwise_equal(d3, d1)
+    assert_same_integers(i3, i1)
+
+
+def _clustered_sparse_rows(n=800, d=4000, n_clusters=25, seed=1):
+    """Unit rows in clusters that share a sparse support (~3 % of the features), as fingerprints of similar crystals do."""
+    rng = np.random.default_rng(seed)
+    support = rng.random((n_clusters, d)) < 0.03
+    centres = support * rng.random((n_clusters, d))
+    label = rng.integers(n_clusters, size=n)
+    X = centres[label] * (1 + 0.05 * rng.standard_normal((n, d)))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    X = X.astype(np.float32)
+    X[11] = X[500]
+    return sparse.csr_matrix(X)
+
+
+def test_sparse_approximate_search_above_the_threshold_finds_real_neighbours():
+    X = _clustered_sparse_rows()
+    exact = nearest_neighbor_distance(X)
+    approx, i_approx = nearest_neighbor_distance(X, exact_threshold=100, return_index=True)
+    rows = np.arange(X.shape[0])
+    assert (i_approx != rows).all()
+    # Each returned distance is the exact distance to the returned row (float64
+    # sums over the nonzero entries: rounding only), so never below the truth.
+    direct = np.sqrt(
+        np.asarray((X[i_approx] - X).multiply(X[i_approx] - X).sum(axis=1), dtype=np.float64).ravel()
+    )
+    np.testing.assert_allclose(approx, direct, rtol=1e-6, atol=1e-7)  # float32 rows vs the float64 re-measure
+    assert (approx >= exact - 1e-12).all()
+    assert np.mean(np.isclose(approx, exact, rtol=0, atol=1e-12)) > 0.9
+    assert approx[11] == approx[500] == 0.0  # the exact duplicate is found
+    # Same seed, same path: bit for bit.
+    again = nearest_neighbor_distance(X, exact_threshold=100)
+    assert_bitwise_equal(again, approx)
+
+
 def test_sparse_k_center_and_pca_equal_the_dense_ones():
     # Farthest-point picks among equidistant unit rows tie at float32 rounding, so
     # k-center is compared on rows whose distances differ widely (3 lognormal entries each).
@@ -72,3 +113,19 @@ def test_prune_holds_sparse_fingerprints_in_blocks_and_selects_the_same(monkeypa
         for r in (0.25, 0.5):
             assert result.kept_ids(r) == dense.kept_ids(r)
     assert again.artefacts["fingerprints"]["status"] == "reused"
+
+
+def test_sparse_blocks_made_on_workers_equal_the_serial_ones(monkeypatch):
+    from distributed import LocalCluster
+
+    ds = tiny_dataset(12)
+    kwargs = {"ratios": [0.5], "method": "weight"}
+    monkeypatch.setattr(prune_steps, "SPARSE_BELOW", 1.01)  # always sparse
+    serial = prune_api.prune(ds, n_jobs=1, **kwargs)
+    monkeypatch.setattr(prune_steps, "FINGERPRINT_BLOCK", 1)
+    monkeypatch.setattr(prune_steps, "MIN_BLOCK", 5)  # the first block dense, the rest as CSR chunks
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        remote = prune_api.prune(ds, scheduler=cluster.scheduler_address, **kwargs)
+    assert sparse.issparse(remote.fingerprints)
+    assert_bitwise_equal(remote.fingerprints.toarray(), serial.fingerprints.toarray())
+    assert remote.kept_ids(0.5) == serial.kept_ids(0.5)
