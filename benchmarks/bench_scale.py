@@ -11,7 +11,7 @@ one run, and the fingerprints must be bitwise equal. Then, once (they run in
 the main process whatever the workers): exact nearest-neighbour distances, W,
 I and the epsilon search at ratio 0.4 with a seeded stand-in U (the surrogate
 is timed by ``bench_prune_scale.py``), and the approximate search that
-``fusion prune`` uses above 100,000 structures, on the same fingerprints: its
+``fusion prune`` uses above 20,000 structures, on the same fingerprints: its
 time, recall and how much of the removed set it changes. Peak memory is the
 largest resident set of this process plus its worker processes, sampled every
 0.2 s.
@@ -144,14 +144,14 @@ def neighbours_and_selection(X: Any, ratio: float = 0.4) -> dict[str, Any]:
 
     These steps run in the main process whatever the number of workers, so
     they are timed once. The approximate search (what ``fusion prune`` uses
-    above :func:`fusion.neighbors.nearest_neighbor_distance`'s threshold of
-    100,000) is run here on the same fingerprints to measure its recall and
+    above :data:`fusion.neighbors.SPARSE_EXACT_THRESHOLD` sparse
+    fingerprints) is run here on the same fingerprints to measure its recall and
     what it changes in the selection.
     """
     U = np.random.default_rng(0).uniform(0.01, 0.99, X.shape[0])
     with PeakMemory() as mem:
         t0 = time.perf_counter()
-        d_exact = nearest_neighbor_distance(X)
+        d_exact = nearest_neighbor_distance(X, exact_threshold=X.shape[0])
         t1 = time.perf_counter()
         removed, eps = fusion_prune(importance(U, redundancy_weight(d_exact)), ratio)
         t2 = time.perf_counter()

@@ -55,7 +55,15 @@ import pandas as pd
 from fusion.data import CrystalDataset, DataError
 from fusion.parallel import MIN_ITEMS
 from fusion.prune_cache import WorkDir
-from fusion.prune_options import MAX_STEPS, NEEDS_U, NEEDS_X, OptionError, check_options, check_scheduler
+from fusion.prune_options import (
+    MAX_ATOM_STEPS,
+    MAX_STEPS,
+    NEEDS_U,
+    NEEDS_X,
+    OptionError,
+    check_options,
+    check_scheduler,
+)
 from fusion.prune_result import PruneResult, ratio_shift, shift_warning, spread_warnings
 from fusion.prune_steps import Digest, Workers, compute_fingerprints, load_dataset
 from fusion.prune_surrogate import VAL_FRACTION, surrogate_scores, surrogate_split
@@ -84,6 +92,7 @@ def prune(
     patience: int = 20,
     device: str = "auto",
     max_steps: int | None = MAX_STEPS,
+    max_atom_steps: int | None = MAX_ATOM_STEPS,
     lam: float = 0.0,
     aleatoric_sign: int = -1,
     gamma: float = 0.1,
@@ -127,6 +136,12 @@ def prune(
             (:func:`fusion.prune_surrogate.surrogate_epochs`). None or 0: no cap.
             Defaults to :data:`MAX_STEPS` (3,000; pools below about 2,000
             records keep ``epochs``).
+        max_atom_steps: At most this many atoms through the surrogate in
+            training, summed over its steps: pools of large cells train fewer
+            steps (:func:`fusion.prune_surrogate.step_cap`). None or 0: no cap.
+            Defaults to :data:`MAX_ATOM_STEPS` (2.5 million: cells of up to
+            ~13 atoms keep ``max_steps``; 10,000 cells of 94 atoms train 415
+            steps).
         lam: Weight Lambda of the epistemic term in
             ``U = sigmoid(Lambda U_epi + s U_ale)``. Defaults to 0.
         aleatoric_sign: Sign ``s`` of the aleatoric term (-1: the paper's). Defaults to -1.
@@ -174,6 +189,7 @@ def prune(
         "patience": patience,
         "device": device,
         "max_steps": max_steps,
+        "max_atom_steps": max_atom_steps,
     }
     compression, address = _checked_options(
         data,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +50,35 @@ class OptionError(ValueError):
 #: 2,000 records keep ``--epochs``; a larger one trains fewer epochs, so that the
 #: surrogate's cost stops growing with the pool.
 MAX_STEPS = 3_000
+#: Default cap of the atoms the surrogate's training passes through the model,
+#: summed over its optimiser steps (``--max-atom-steps``). A step costs about
+#: the atoms of its batch: 64 cells of ~94 atoms take ~1.2 s on 2 CPU cores, 64
+#: of 5 atoms a few hundredths. Cells of up to ~13 atoms keep the 3,000 steps;
+#: pools of larger cells train fewer, so that the surrogate takes about 10
+#: minutes on 2 CPU cores whatever the cell size (measured on 10,000 cells of 94
+#: atoms: ``benchmarks/bench_prune_scale.py``).
+MAX_ATOM_STEPS = 2_500_000
+
+
+def capped_text(quality: dict[str, Any], before: str = "", after: str = "") -> str:
+    """Which cap set the surrogate's epoch limit below ``--epochs``, for the summary; ``""`` when none did.
+
+    Args:
+        quality: The surrogate's quality (:attr:`fusion.prune_result.PruneResult.surrogate`).
+        before: Text put before a non-empty answer. Defaults to ``""``.
+        after: Text put after it. Defaults to ``""``.
+
+    Example:
+        >>> q = {"capped": True, "capped_by": "--max-atom-steps", "max_atom_steps": 2_500_000, "step_cap": 415}
+        >>> capped_text(q, " (", ")")
+        ' (capped by --max-atom-steps 2,500,000: at most 415 steps)'
+    """
+    if not quality.get("capped"):
+        return ""
+    by = quality.get("capped_by") or "--max-steps"
+    value = quality.get("max_atom_steps" if by == "--max-atom-steps" else "max_steps")
+    steps = quality.get("step_cap") or quality.get("max_steps")
+    return f"{before}capped by {by} {value:,}: at most {steps:,} steps{after}"
 
 
 def check_options(
@@ -66,6 +96,7 @@ def check_options(
     device: str,
     aleatoric_sign: int,
     max_steps: int | None = None,
+    max_atom_steps: int | None = None,
     workdir: str | Path | None = None,
 ) -> None:
     """Check every option before any data are read.
@@ -90,8 +121,9 @@ def check_options(
     for name, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--patience", patience)):
         if not isinstance(value, int) or value < 1:
             raise OptionError(f"{name} must be a positive integer, got {value}")
-    if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 0):
-        raise OptionError(f"--max-steps must be a positive integer (0: no cap), got {max_steps}")
+    for name, value in (("--max-steps", max_steps), ("--max-atom-steps", max_atom_steps)):
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise OptionError(f"{name} must be a positive integer (0: no cap), got {value}")
     if not lr > 0:
         raise OptionError(f"--lr must be positive, got {lr}")
     if not (gamma > 0 and np.isfinite(gamma)):

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fusion.prune_options import capped_text
 from fusion.report.explore import pca
 
 if TYPE_CHECKING:
@@ -337,8 +338,7 @@ def render_report(result: PruneResult) -> str:
             ["records (train / validation)", f"{q['n_train']} / {q['n_val']}"],
             [
                 "epochs run (of max)",
-                f"{q['epochs_run']} of {q['max_epochs']}"
-                + (f" (capped by --max-steps {q['max_steps']})" if q.get("capped") else ""),
+                f"{q['epochs_run']} of {q['max_epochs']}" + capped_text(q, " (", ")"),
             ],
             ["best epoch", q["best_epoch"]],
             ["early stop", f"yes (patience {q['patience']})" if q["stopped_early"] else "no"],

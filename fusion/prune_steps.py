@@ -236,31 +236,24 @@ def compute_fingerprints(
         species = fingerprints.dataset_species(ds.structures)
         n = len(ds)
         per_block = max(MIN_BLOCK, FINGERPRINT_BLOCK // (4 * fingerprints.n_features(species, compression)))
-        parts: list[Any] = []
         with tqdm(total=n, disable=not progress, desc=f"SOAP ({compression})", unit="struct") as bar:
             first = _dense_block(ds.structures[:per_block], species, compression, pool)
             bar.update(len(first))
             keep_sparse = np.count_nonzero(first) < SPARSE_BELOW * first.size
-            if keep_sparse:
-                # The rest as CSR made on the workers: only the nonzero entries
-                # travel back, and this process never holds a dense block.
-                rest = ds.structures[per_block:]
-                size = pool.chunk_size(len(rest), 64)
-                tasks = [(rest[a : a + size], species, compression) for a in range(0, len(rest), size)]
-                parts = [
-                    sparse.csr_matrix(first),
-                    *map_ordered(
-                        _soap_csr,
-                        tasks,
-                        pool.client(len(rest)) if tasks else None,
-                        on_result=lambda _k, part: bar.update(part.shape[0]),
-                    ),
-                ]
-                return sparse.vstack(parts, format="csr")
-            parts = [first]
+            parts: list[Any] = [sparse.csr_matrix(first) if keep_sparse else first]
             for a in range(per_block, n, per_block):
-                parts.append(_dense_block(ds.structures[a : a + per_block], species, compression, pool))
-                bar.update(len(parts[-1]))
+                block = ds.structures[a : a + per_block]
+                if keep_sparse:
+                    # CSR made on the workers: only the nonzero entries travel
+                    # back, and this process never holds the block dense.
+                    size = pool.chunk_size(len(block), 64)
+                    tasks = [(block[b : b + size], species, compression) for b in range(0, len(block), size)]
+                    parts += map_ordered(_soap_csr, tasks, pool.client(len(block)))
+                else:
+                    parts.append(_dense_block(block, species, compression, pool))
+                bar.update(len(block))
+        if keep_sparse:
+            return sparse.vstack(parts, format="csr")
         return np.concatenate(parts, axis=0)
 
     return cached(

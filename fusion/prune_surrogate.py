@@ -43,6 +43,35 @@ def surrogate_split(n: int, seed: int, val_fraction: float = VAL_FRACTION) -> tu
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
+def step_cap(
+    atoms_per_graph: float, batch_size: int, max_steps: int | None, max_atom_steps: int | None
+) -> tuple[int | None, str | None]:
+    """The surrogate's optimiser-step cap and the option that sets it (``None``: no cap).
+
+    Args:
+        atoms_per_graph: Mean atoms of a training cell.
+        batch_size: Batch size (graphs).
+        max_steps: ``--max-steps``; None or 0: no cap.
+        max_atom_steps: ``--max-atom-steps``, atoms through the model summed
+            over the steps (a step of ``batch_size`` cells of
+            ``atoms_per_graph`` atoms counts their product); None or 0: no cap.
+
+    Example:
+        >>> step_cap(5.0, 64, 3_000, 2_500_000)  # 320 atoms a step: the step cap is lower
+        (3000, '--max-steps')
+        >>> step_cap(94.0, 64, 3_000, 2_500_000)  # 6,016 atoms a step
+        (415, '--max-atom-steps')
+    """
+    caps = []
+    if max_steps:
+        caps.append((int(max_steps), "--max-steps"))
+    if max_atom_steps:
+        caps.append(
+            (max(1, int(max_atom_steps // (batch_size * max(atoms_per_graph, 1.0)))), "--max-atom-steps")
+        )
+    return min(caps) if caps else (None, None)
+
+
 def surrogate_epochs(n: int, epochs: int, batch_size: int, max_steps: int | None, seed: int = 0) -> int:
     """The surrogate's epoch limit: ``epochs``, or fewer so that it takes at most ``max_steps`` optimiser steps.
 
@@ -54,7 +83,7 @@ def surrogate_epochs(n: int, epochs: int, batch_size: int, max_steps: int | None
         n: Records of the pool (the surrogate trains on its training part, :func:`surrogate_split`).
         epochs: Maximum epochs (``--epochs``).
         batch_size: Batch size (graphs).
-        max_steps: Maximum optimiser steps (``--max-steps``); None or 0: no cap.
+        max_steps: Maximum optimiser steps (:func:`step_cap`); None or 0: no cap.
         seed: The surrogate's seed (it fixes the split, hence the size of the training part).
 
     Example:
@@ -81,6 +110,7 @@ def surrogate_scores(
     patience: int,
     device: str,
     max_steps: int | None,
+    max_atom_steps: int | None,
     lam: float,
     aleatoric_sign: int,
     seed: int,
@@ -105,7 +135,9 @@ def surrogate_scores(
         lr: Peak learning rate.
         patience: Early-stopping patience (epochs).
         device: Device option (resolved with :func:`fusion.prune_options.resolve_device`).
-        max_steps: Maximum optimiser steps (:func:`surrogate_epochs`); None or 0: no cap.
+        max_steps: Maximum optimiser steps (:func:`step_cap`); None or 0: no cap.
+        max_atom_steps: Maximum atoms through the model summed over the
+            steps (:func:`step_cap`); None or 0: no cap.
         lam: Weight Lambda of the epistemic term of ``U``.
         aleatoric_sign: Sign s of the aleatoric term of ``U``.
         seed: The surrogate's seed.
@@ -123,7 +155,10 @@ def surrogate_scores(
     from fusion.train import TrainConfig
 
     dev = resolve_device(device)
-    requested, epochs = epochs, surrogate_epochs(len(ds), epochs, batch_size, max_steps, seed)
+    tr, val = surrogate_split(len(ds), seed, VAL_FRACTION)
+    atoms = float(np.mean([len(ds.structures[i]) for i in tr]))
+    cap, capped_by = step_cap(atoms, batch_size, max_steps, max_atom_steps)
+    requested, epochs = epochs, surrogate_epochs(len(ds), epochs, batch_size, cap, seed)
     fresh: dict[str, np.ndarray] = {}
 
     def train() -> dict[str, Any]:
@@ -185,7 +220,6 @@ def surrogate_scores(
         )
     U = uncertainty.uncertainty_score(u_ale, u_epi, lam, aleatoric_sign) if reused else fresh["U"]
     t = art["train"]
-    tr, val = surrogate_split(len(ds), seed, VAL_FRACTION)
     quality = {
         "model": model,
         "size": size,
@@ -196,7 +230,11 @@ def surrogate_scores(
         "epochs_run": int(t["epochs_run"]),
         "max_epochs": epochs,
         "max_steps": max_steps or None,
+        "max_atom_steps": max_atom_steps or None,
+        "atoms_per_cell": round(atoms, 1),
+        "step_cap": cap,
         "capped": epochs < requested,
+        "capped_by": capped_by if epochs < requested else None,
         "best_epoch": int(t["best_epoch"]),
         "stopped_early": int(t["epochs_run"]) < epochs,
         "patience": patience,

@@ -146,20 +146,23 @@ def test_prune_scale_steps_give_each_step_its_duration(tmp_path):
     assert table["step"].iloc[2] == "graphs (stopped at the limit)"
     assert table["step"].iloc[4] == "selection, outputs and report"
     assert benchmarks.prune_scale_steps(tmp_path / "missing").empty
-    q = {"epochs_run": 2, "max_steps": 400, "seconds": 448.7, "val_mae": 0.25, "median_val_mae": 1.0}
+    q = {"epochs_run": 3, "max_steps": 3000, "max_atom_steps": 2_500_000, "step_cap": 415, "capped": True,
+         "capped_by": "--max-atom-steps", "seconds": 448.7, "val_mae": 0.25, "median_val_mae": 1.0}  # fmt: skip
     done = {"method": "fusion", "returncode": 0, "seconds": 700.0, "summary": {"surrogate": q}}
-    (tmp_path / "prune_scale_capped.json").write_text(
-        json.dumps({"options": ["--max-steps", "400"], "runs": [done]})
-    )
+    (tmp_path / "prune_scale.json").write_text(json.dumps({"options": [], "runs": [done]}))
     surrogate = benchmarks.prune_scale_surrogate(tmp_path)
     # The run's own summary and stderr (temporary paths) stay out of the benchmark's table.
-    shown = " ".join(benchmarks.benchmark_table("prune_scale_capped", tmp_path)["measure"])
+    shown = " ".join(benchmarks.benchmark_table("prune_scale", tmp_path)["measure"])
     assert "seconds" in shown
     assert "summary" not in shown
     assert surrogate.to_dict("records") == [
-        {"run": "--max-steps 400", "epochs": 2, "max steps": 400, "training (s)": 449, "val MAE": 0.25,
-         "median's val MAE": 1.0, "vs median": "25 %"}
+        {"run": "default options", "epochs": 3, "step cap": 415, "set by": "--max-atom-steps", "training (s)": 449,
+         "val MAE": 0.25, "median's val MAE": 1.0, "vs median": "25 %"}
     ]  # fmt: skip
+    budget = benchmarks.surrogate_budget(tmp_path)
+    # 2.5e6 atoms / (64 x 3,000 steps) = 13.02: cells up to 13 atoms keep the step budget.
+    assert (budget["budget_small_cells"], budget["prune_scale_step_cap"]) == ("13", "415")
+    assert benchmarks.surrogate_budget(tmp_path / "missing")["prune_scale_step_cap"] == "not measured"
 
 
 def test_plot_structures_draws_the_cell_as_a_chemist_does():

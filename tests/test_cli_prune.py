@@ -58,6 +58,7 @@ def base(data, out, *extra):
         (["--epochs", "0"], "--epochs must be a positive integer, got 0"),
         (["--patience", "0"], "--patience must be a positive integer, got 0"),
         (["--max-steps", "-1"], "--max-steps must be a positive integer (0: no cap), got -1"),
+        (["--max-atom-steps", "-5"], "--max-atom-steps must be a positive integer (0: no cap), got -5"),
         (["--gamma", "-1"], "--gamma must be positive and finite, got -1"),
         (["--n-jobs", "0"], "--n-jobs must be a positive integer (or -1 for every core), got 0"),
         (["--ratio", "1.0"], "--ratio must be in [0, 1)"),
@@ -252,15 +253,25 @@ def test_max_steps_caps_the_surrogate_epochs_and_says_so(cifs, tmp_path, capsys)
     code, stdout, _ = run(argv, capsys)
     assert code == 0
     q = json.loads((out / "summary.json").read_text())["surrogate"]
-    assert (q["max_epochs"], q["max_steps"], q["capped"]) == (2, 6, True)
+    assert (q["max_epochs"], q["max_steps"], q["capped"], q["capped_by"]) == (2, 6, True, "--max-steps")
     assert q["epochs_run"] <= 2
-    assert "of 2 epochs (--max-steps 6)" in stdout
+    assert "of 2 epochs (capped by --max-steps 6: at most 6 steps)" in stdout
+    # The atom budget: a step of 4 cells counts 4 x their mean atoms, so a budget of
+    # two and a half such steps caps the steps at 2, less than one epoch of 3: one epoch.
+    atoms = q["atoms_per_cell"]
+    assert atoms > 1
+    code, stdout, _ = run(base(cifs, tmp_path / "a", "--epochs", "5", "--max-atom-steps", str(int(2.5 * 4 * atoms)),
+                               "--batch-size", "4", "--patience", "5", "--device", "cpu"), capsys)  # fmt: skip
+    assert code == 0
+    q = json.loads((tmp_path / "a" / "summary.json").read_text())["surrogate"]
+    assert (q["step_cap"], q["max_epochs"], q["capped_by"]) == (2, 1, "--max-atom-steps")
+    assert "capped by --max-atom-steps" in stdout
     # No cap: the epochs asked for.
-    code, stdout, _ = run(base(cifs, tmp_path / "p", "--epochs", "2", "--max-steps", "0", "--batch-size", "4",
-                               "--device", "cpu"), capsys)  # fmt: skip
+    code, stdout, _ = run(base(cifs, tmp_path / "p", "--epochs", "2", "--max-steps", "0", "--max-atom-steps", "0",
+                               "--batch-size", "4", "--device", "cpu"), capsys)  # fmt: skip
     q = json.loads((tmp_path / "p" / "summary.json").read_text())["surrogate"]
-    assert (q["max_epochs"], q["max_steps"], q["capped"]) == (2, None, False)
-    assert "--max-steps" not in stdout
+    assert (q["max_epochs"], q["max_steps"], q["max_atom_steps"], q["capped"]) == (2, None, None, False)
+    assert "capped" not in stdout
 
 
 def test_random_skips_soap_and_surrogate(cifs, tmp_path, capsys, monkeypatch):

@@ -17,9 +17,13 @@ def _rates(tmp_path, with_scale: bool):
     (tmp_path / "fingerprints.json").write_text(json.dumps({"datasets": {"mp_mtcgcnn": {
         "ours_mu2_n_jobs_1": {"structures_per_s": 100.0}, "ours_mu2_n_jobs_2": {"structures_per_s": 180.0}}}}))  # fmt: skip
     if with_scale:
-        (tmp_path / "scale.json").write_text(json.dumps({"real": [
-            {"structures": 77000, "soap_structures_per_s": 50.0, "soap_seconds": 100.0},
-            {"structures": 77000, "soap_structures_per_s": 95.0, "soap_seconds": 55.0}]}))  # fmt: skip
+        (tmp_path / "scale.json").write_text(json.dumps({"compression": "mu1nu1", "records": 77000, "real": [
+            {"workers": 1, "structures": 77000, "soap_structures_per_s": 50.0, "soap_seconds": 100.0,
+             "check_seconds": 10.0, "featurise_seconds": 110.0, "fingerprint_mb": 616.0, "peak_rss_gb": 2.0},
+            {"workers": 2, "structures": 77000, "soap_structures_per_s": 95.0, "soap_seconds": 55.0,
+             "check_seconds": 6.0, "featurise_seconds": 66.0, "fingerprint_mb": 616.0, "peak_rss_gb": 3.0}],
+            "neighbours": {"nn_exact_seconds": 900.0, "nn_approx_seconds": 30.0, "nn_approx_recall": 0.97,
+                           "removed_overlap_approx_vs_exact": 0.999, "ratio": 0.4}}))  # fmt: skip
     return scale.measured_rates(tmp_path)
 
 
@@ -58,7 +62,37 @@ def test_projection_arithmetic(tmp_path):
     # A pool small enough for 100 epochs within the cap: 1e3 records, 15 batches an epoch.
     small = scale.projection(r, sizes=(1e3,), workers=(1,), atoms_per_cell=5.0).iloc[0]
     assert small["surrogate epochs"] == 100
+    # Cells of 30 atoms: --max-atom-steps (2.5 million) allows 2.5e6 // (64 x 30) = 1,302
+    # batches; 2e4 records train on 18,000, 282 batches an epoch: 4 epochs (--max-steps alone: 10).
+    big = scale.projection(r, sizes=(2e4,), workers=(1,), atoms_per_cell=30.0).iloc[0]
+    assert big["surrogate epochs"] == 4
 
 
 def test_projection_needs_every_rate(tmp_path):
     assert scale.projection(scale.measured_rates(tmp_path)).empty
+
+
+def test_projection_uses_the_sparse_real_data_measurements(tmp_path):
+    r = _rates(tmp_path, with_scale=True)
+    p = scale.projection(r, sizes=(1e6,), workers=(1,), atoms_per_cell=5.0).iloc[0]
+    # Above 10^5: the sparse search measured on 77,000 real structures, scaled as n^1.5.
+    assert p["search"] == "projection + IVF"
+    assert p["nearest neighbours (h)"] == pytest.approx(30 * (1e6 / 77000) ** 1.5 / 3600)
+    # Memory: the measured 8,000 bytes a structure of the sparse rows, not 252 float32.
+    assert p["fingerprints (GB)"] == pytest.approx(1e6 * 8000 / 1e9)
+    # Up to 20,000 sparse rows: exact, scaled as n^2 from the exact search on the same structures.
+    small = scale.projection(r, sizes=(1e4, 5e4), workers=(1,)).set_index("structures")
+    assert small.loc[1e4, "search"] == "exact"
+    assert small.loc[1e4, "nearest neighbours (h)"] == pytest.approx(900 * (1e4 / 77000) ** 2 / 3600)
+    assert small.loc[5e4, "search"] == "projection + IVF"
+
+
+def test_measured_tables(tmp_path):
+    assert scale.measured_table(tmp_path).empty
+    assert scale.neighbours_table(tmp_path).empty
+    _rates(tmp_path, with_scale=True)
+    m = scale.measured_table(tmp_path)
+    assert list(m["speed-up"]) == [1.0, pytest.approx(110 / 66, abs=0.005)]
+    nb = scale.neighbours_table(tmp_path)
+    assert list(nb["seconds"]) == [900.0, 30.0]
+    assert nb.iloc[1]["true neighbour found"] == "97.0 %"

@@ -25,7 +25,6 @@ BENCHMARKS: tuple[str, ...] = (
     "cgcnn_parity",
     "scale",
     "prune_scale",
-    "prune_scale_capped",
 )
 
 
@@ -236,13 +235,42 @@ def prune_scale_steps(folder: str | Path = "benchmarks/results", name: str = "pr
     return table.round({"took (s)": 0, "ended at (s)": 0})
 
 
+def surrogate_budget(folder: str | Path = "benchmarks/results") -> dict[str, str]:
+    """The default surrogate budget of ``fusion prune`` and what it gave on the 10^4-cell input, as text for the page.
+
+    Returns:
+        ``budget_max_steps`` and ``budget_max_atom_steps`` (the defaults),
+        ``budget_small_cells`` (the largest mean cell size, in atoms, that
+        keeps ``--max-steps`` with batches of 64), ``prune_scale_atoms``
+        (mean atoms of the input) and ``prune_scale_step_cap`` (the run's step
+        cap, or "not measured" when no run finished).
+    """
+    from fusion.prune_options import MAX_ATOM_STEPS, MAX_STEPS
+
+    data = read_json(Path(folder, "prune_scale.json"))
+    caps = [
+        q["step_cap"]
+        for r in data.get("runs", [])
+        if (q := (r.get("summary") or {}).get("surrogate")) and q.get("step_cap")
+    ]
+    atoms = (data.get("input") or {}).get("atoms_mean")
+    return {
+        "budget_max_steps": f"{MAX_STEPS:,}",
+        "budget_max_atom_steps": f"{MAX_ATOM_STEPS / 1e6:g} million",
+        "budget_small_cells": f"{MAX_ATOM_STEPS // (64 * MAX_STEPS)}",
+        "prune_scale_atoms": "–" if atoms is None else f"{atoms:.0f}",
+        "prune_scale_step_cap": f"{caps[0]:,}" if caps else "not measured",
+    }
+
+
 def prune_scale_surrogate(
-    folder: str | Path = "benchmarks/results", names: Sequence[str] = ("prune_scale", "prune_scale_capped")
+    folder: str | Path = "benchmarks/results", names: Sequence[str] = ("prune_scale",)
 ) -> pd.DataFrame:
     """The surrogate of each finished ``fusion prune --method fusion`` run of ``bench_prune_scale.py``.
 
     Returns:
-        ``run`` (extra options), ``epochs``, ``max steps``, ``training (s)``, the
+        ``run`` (extra options), ``epochs``, ``step cap`` and the option that
+        ``set by`` it, ``training (s)``, the
         surrogate's ``val MAE`` and the median predictor's on the same records
         (target units), and ``vs median`` (the surrogate's MAE as a share of the
         median's); no rows for runs without a surrogate (stopped, or another method).
@@ -258,7 +286,8 @@ def prune_scale_surrogate(
                 {
                     "run": " ".join(data.get("options") or []) or "default options",
                     "epochs": q["epochs_run"],
-                    "max steps": q["max_steps"],
+                    "step cap": q.get("step_cap") or q["max_steps"],
+                    "set by": q.get("capped_by") or ("--max-steps" if q.get("capped") else "none reached"),
                     "training (s)": round(q["seconds"]),
                     "val MAE": round(q["val_mae"], 3),
                     "median's val MAE": round(q["median_val_mae"], 3),

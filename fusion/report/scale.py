@@ -9,21 +9,31 @@ Performance page; every assumption is a line here:
   ``bench_fingerprints.py``), and the same efficiency assumed at N workers
   (optimistic for large N: the scheduler's per-task overhead, ~1 ms for a
   128-structure chunk, is not the limit, the file system may be).
-* **Nearest neighbours**: exact search costs ~n^b (b fitted on the measured
-  10^4 and 10^5 points, about 2) and is used up to 10^5; above, the IVF index
-  (``fusion.selection``), measured at 10^6, is scaled as n^1.5 (n_list ~
-  sqrt(n) lists, a fixed number probed). Queries split over N workers, each
-  holding the whole index, so this part divides by N while the index fits in
-  one worker's memory (n x 252 x 4 bytes for ``mu2`` fingerprints: 1 GB at
-  10^6, 101 GB at 10^8). Beyond that the index must change: compressed
-  (IVF-PQ, ~32 bytes a vector) or sharded over workers.
+* **Nearest neighbours**: ``fusion prune``'s default sparse ``mu1nu1``
+  fingerprints are searched exactly up to 2 x 10^4 structures (cost ~n^2,
+  scaled from the exact search that ``bench_scale.py`` measures on ~77,000
+  real structures) and above through a random projection to 256 dimensions
+  and an IVF index there (``fusion.neighbors``), measured by the same run and
+  scaled as n^1.5 (n_list ~ sqrt(n) lists, a
+  fixed number probed; the projection and the re-measured shortlist are
+  linear, so n^1.5 overstates them). Without that run, the dense ``mu2``
+  search of ``bench_selection.py`` is used: exact up to 10^5 (~n^b, b fitted
+  on its 10^4 and 10^5 points, about 2), the IVF measured at 10^6 above.
+  Queries split over N workers, each holding the whole index, so this part
+  divides by N while the fingerprints fit one worker's memory. Their size is
+  the measured bytes per structure of the sparse rows (``bench_scale.py``),
+  else 252 float32 features (``mu2``). Beyond one worker's memory the index
+  must change: compressed (IVF-PQ, ~32 bytes a vector) or sharded over
+  workers.
 * **Selection** (W, I and the epsilon search) is O(n log n): 0.17 s at 10^6.
 * **Surrogate**: one model, one device; it does not divide by N. A training
   graph costs 1 / training rate (``bench_train_throughput.py``, measured on
   5-atom cells, scaled by the mean cell size since the work per graph grows
   with its atoms and their 12 neighbours). With ``fusion prune``'s defaults it
-  trains at most 100 epochs of the 90 % training part and at most
-  ``--max-steps`` (3,000) batches of 64 (:func:`fusion.prune_surrogate.surrogate_epochs`),
+  trains at most 100 epochs of the 90 % training part, at most ``--max-steps``
+  (3,000) batches of 64 and at most ``--max-atom-steps`` (2.5 million) atoms
+  summed over the batches (:func:`fusion.prune_surrogate.step_cap`: 1,302
+  batches of 30-atom cells), but at least one epoch,
   evaluates the 10 % hold-out once per epoch and then scores every record;
   a graph evaluated without gradients is counted at a third of a training
   graph (forward pass only: an assumption, not a measurement).
@@ -39,7 +49,7 @@ from typing import Any
 import pandas as pd
 
 FEATURES = 252
-"""``mu2`` SOAP features: the compression used at scale (element-agnostic, fixed width)."""
+"""``mu2`` SOAP features (element-agnostic, fixed width): the fingerprint size without ``bench_scale.py``."""
 IVF_EXPONENT = 1.5
 TRAIN_ATOMS = 5.0
 """Atoms per cell of the training-throughput benchmark (perov5_castelli)."""
@@ -61,19 +71,32 @@ def measured_rates(folder: str | Path = "benchmarks/results") -> dict[str, Any]:
     Returns:
         ``soap_per_s`` (structures/s on one worker), ``efficiency_2``
         (2-worker speed-up / 2), ``nn_exact`` (``[(n, seconds)]``),
-        ``nn_ivf_1e6`` (seconds), ``selection_1e6`` (seconds),
-        ``train_graphs_per_s`` and ``sources`` (what came from where). A
-        missing file leaves its entries ``None``.
+        ``nn_ivf_1e6`` (seconds), ``nn_approx`` (``(n, seconds)`` of the
+        sparse approximate search on real structures, or None),
+        ``bytes_per_structure`` (fingerprint memory), ``selection_1e6``
+        (seconds), ``train_graphs_per_s`` and ``sources`` (what came from
+        where). A missing file leaves its entries ``None``.
     """
     folder = Path(folder)
-    out: dict[str, Any] = {"sources": {}}
+    out: dict[str, Any] = {"sources": {}, "nn_approx": None, "bytes_per_structure": FEATURES * 4}
     scale = _read(folder, "scale")
     fp = _read(folder, "fingerprints")
     if scale and scale.get("real"):
         one, two = scale["real"][0], scale["real"][1]
         out["soap_per_s"] = one["soap_structures_per_s"]
         out["efficiency_2"] = one["soap_seconds"] / two["soap_seconds"] / 2
-        out["sources"]["soap"] = f"bench_scale.py: {one['structures']:,} real structures, mu2"
+        out["sources"]["soap"] = (
+            f"bench_scale.py: {one['structures']:,} real structures, {scale['compression']}"
+        )
+        out["bytes_per_structure"] = one["fingerprint_mb"] * 1e6 / one["structures"]
+        nb = scale.get("neighbours")
+        if nb:
+            out["nn_approx"] = (one["structures"], nb["nn_approx_seconds"])
+            out["nn_exact_sparse"] = (one["structures"], nb["nn_exact_seconds"])
+            out["sources"]["nn above 10^5"] = (
+                f"bench_scale.py: sparse {scale['compression']}, random projection + IVF, "
+                f"{one['structures']:,} real structures"
+            )
     elif fp:
         mp = fp["datasets"]["mp_mtcgcnn"]
         out["soap_per_s"] = mp["ours_mu2_n_jobs_1"]["structures_per_s"]
@@ -100,11 +123,19 @@ def measured_rates(folder: str | Path = "benchmarks/results") -> dict[str, Any]:
 
 def _nn_seconds(n: float, rates: dict[str, Any]) -> tuple[float, str]:
     """Nearest-neighbour seconds on one worker, and the search used."""
+    from fusion.neighbors import SPARSE_EXACT_THRESHOLD
+
+    if rates.get("nn_exact_sparse") and n <= SPARSE_EXACT_THRESHOLD:
+        n0, t0 = rates["nn_exact_sparse"]
+        return t0 * (n / n0) ** 2, "exact"
     exact = sorted(rates["nn_exact"])
-    if n <= 100_000 and len(exact) >= 2:
+    if not rates.get("nn_approx") and n <= 100_000 and len(exact) >= 2:
         (n1, t1), (n2, t2) = exact[0], exact[-1]
         b = math.log(t2 / t1) / math.log(n2 / n1)
         return t2 * (n / n2) ** b, "exact"
+    if rates.get("nn_approx"):
+        n0, t0 = rates["nn_approx"]
+        return t0 * (n / n0) ** IVF_EXPONENT, "projection + IVF"
     return rates["nn_ivf_1e6"] * (n / 1e6) ** IVF_EXPONENT, "IVF"
 
 
@@ -135,14 +166,14 @@ def projection(
         return pd.DataFrame()
     rows = []
     for n in sizes:
-        memory = n * FEATURES * 4 / 1e9
+        memory = n * rates.get("bytes_per_structure", FEATURES * 4) / 1e9
         nn_one, search = _nn_seconds(n, rates)
         for w in workers:
             speed = 1.0 if w == 1 else w * min(1.0, rates["efficiency_2"])  # one worker: no parallel loss
             soap_h = n / (rates["soap_per_s"] * speed) / 3600
             nn_h = nn_one / w / 3600
             graph_h = (atoms_per_cell / TRAIN_ATOMS) / rates["train_graphs_per_s"] / 3600
-            surrogate_h, epochs = _surrogate_hours(n, graph_h)
+            surrogate_h, epochs = _surrogate_hours(n, graph_h, atoms_per_cell)
             parts = {
                 "featurisation": soap_h,
                 "nearest neighbours": nn_h,
@@ -165,13 +196,15 @@ def projection(
     return pd.DataFrame(rows)
 
 
-def _surrogate_hours(n: float, graph_h: float) -> tuple[float, int]:
+def _surrogate_hours(n: float, graph_h: float, atoms_per_cell: float) -> tuple[float, int]:
     """Hours of ``fusion prune``'s default surrogate on ``n`` records, and its epochs (module docstring)."""
-    from fusion.prune_options import MAX_STEPS
+    from fusion.prune_options import MAX_ATOM_STEPS, MAX_STEPS
+    from fusion.prune_surrogate import step_cap
 
     batch, max_epochs, val = 64, 100, 0.1
+    cap, _ = step_cap(atoms_per_cell, batch, MAX_STEPS, MAX_ATOM_STEPS)
     per_epoch = math.ceil((1 - val) * n / batch)
-    epochs = max(1, min(max_epochs, MAX_STEPS // per_epoch))
+    epochs = max(1, min(max_epochs, cap // per_epoch))
     trained = epochs * per_epoch * batch  # graphs through forward and backward passes
     evaluated = epochs * val * n + n  # the hold-out once per epoch, then every record scored
     return (trained + evaluated / 3) * graph_h, epochs
@@ -221,30 +254,64 @@ def projection_display(proj: pd.DataFrame) -> pd.DataFrame:
 
 
 def measured_table(folder: str | Path = "benchmarks/results") -> pd.DataFrame:
-    """The real-data run of ``bench_scale.py``, one row per worker count (empty when not run).
+    """The featurisation of ``bench_scale.py``'s real-data run, one row per worker count (empty when not run).
 
     Args:
         folder: The committed benchmark results. Defaults to ``benchmarks/results``.
 
     Returns:
-        Structures, seconds per step, SOAP rate, peak memory (GB) and the
-        speed-up over one worker.
+        Structures, seconds per step, SOAP rate, fingerprint size, peak memory
+        (GB) and the speed-up over one worker.
     """
     scale = _read(Path(folder), "scale")
     if not scale or not scale.get("real"):
         return pd.DataFrame()
-    one = scale["real"][0]["total_seconds"]
+    real = scale["real"]
+    one = real[0]["featurise_seconds"]
     return pd.DataFrame(
         {
-            "workers": [r["workers"] for r in scale["real"]],
-            "structures": [f"{r['structures']:,}" for r in scale["real"]],
-            "checks (s)": [r["check_seconds"] for r in scale["real"]],
-            "SOAP (s)": [r["soap_seconds"] for r in scale["real"]],
-            "nearest neighbours (s)": [r["nn_seconds"] for r in scale["real"]],
-            "selection (s)": [r["selection_seconds"] for r in scale["real"]],
-            "total (s)": [r["total_seconds"] for r in scale["real"]],
-            "peak memory (GB)": [r["peak_rss_gb"] for r in scale["real"]],
-            "speed-up": [round(one / r["total_seconds"], 2) for r in scale["real"]],
+            "workers": [r["workers"] for r in real],
+            "structures": [f"{r['structures']:,}" for r in real],
+            "checks (s)": [r["check_seconds"] for r in real],
+            "SOAP (s)": [r["soap_seconds"] for r in real],
+            "total (s)": [r["featurise_seconds"] for r in real],
+            "SOAP (structures/s)": [r["soap_structures_per_s"] for r in real],
+            "fingerprints (MB)": [r["fingerprint_mb"] for r in real],
+            "peak memory (GB)": [r["peak_rss_gb"] for r in real],
+            "speed-up": [round(one / r["featurise_seconds"], 2) for r in real],
+        }
+    )
+
+
+def neighbours_table(folder: str | Path = "benchmarks/results") -> pd.DataFrame:
+    """The nearest-neighbour search and selection of ``bench_scale.py``, exact and approximate (empty when not run).
+
+    Args:
+        folder: The committed benchmark results. Defaults to ``benchmarks/results``.
+
+    Returns:
+        One row per search: seconds, the selection's seconds, the share of
+        records whose true nearest neighbour was found, and the share of the
+        exact search's removed set that the approximate one also removes.
+    """
+    from fusion.neighbors import SPARSE_EXACT_THRESHOLD
+
+    scale = _read(Path(folder), "scale")
+    nb = (scale or {}).get("neighbours")
+    if not nb:
+        return pd.DataFrame()
+    return pd.DataFrame(
+        {
+            "search": [
+                f"exact (used up to {SPARSE_EXACT_THRESHOLD:,})",
+                f"projection + IVF (used above {SPARSE_EXACT_THRESHOLD:,})",
+            ],
+            "seconds": [nb["nn_exact_seconds"], nb["nn_approx_seconds"]],
+            "true neighbour found": ["100 %", f"{nb['nn_approx_recall']:.1%}".replace("%", " %")],
+            f"removed at {nb['ratio']} as exact": [
+                "100 %",
+                f"{nb['removed_overlap_approx_vs_exact']:.2%}".replace("%", " %"),
+            ],
         }
     )
 
