@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_scale import PeakMemory
+from bench_scale import PeakMemory, code_version
 
 from fusion.data import read_records
 
@@ -157,6 +157,7 @@ def main() -> None:
     args = ap.parse_args()
     res: dict[str, Any] = {
         "machine": {"cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg()},
+        "code": code_version(),
         # The targets are for default options; other options are recorded and shown as such.
         "options": args.extra,
         "targets": {"seconds": 900, "peak_rss_gb": 4.0},

@@ -87,6 +87,19 @@ class PeakMemory:
         self._thread.join()
 
 
+def code_version() -> dict[str, Any]:
+    """The commit the benchmark ran on, and whether the working tree differed from it."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=False).stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "HEAD") or None,
+        "dirty": bool(git("status", "--porcelain", "--", "fusion")),
+    }
+
+
 def all_records(limit: int | None) -> list[RawRecord]:
     """Every record of every shared dataset (first target), ids prefixed by the dataset."""
     recs = []
@@ -237,6 +250,7 @@ def main() -> None:
             "processor": platform.processor() or platform.machine(),
             "load_average_at_start": os.getloadavg(),
         },
+        "code": code_version(),
         "compression": COMPRESSION,
         "limit_per_dataset": args.limit,
     }

@@ -70,8 +70,8 @@ surrogate (fusion and uncertainty only):
   the pool. A step costs about the atoms of its batch, so it also passes at
   most --max-atom-steps atoms through the model (default {max_atom_steps:,},
   summed over the steps): cells of up to about 13 atoms keep the 3,000 steps,
-  10,000 cells of 94 atoms train 415 (about 10 min on 2 CPU cores). The
-  summary says when and which cap applied. Its validation MAE is printed
+  cells of 94 atoms train 415 (on 10,000 such cells, about 8 min on 2 CPU
+  cores). The summary says when and which cap applied. Its validation MAE is printed
   beside the median predictor's on the same records: a surrogate that does
   not beat the median gives a U that means little. --size cpu is a small,
   fast configuration of each model; --size paper its published

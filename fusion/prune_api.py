@@ -140,8 +140,7 @@ def prune(
             training, summed over its steps: pools of large cells train fewer
             steps (:func:`fusion.prune_surrogate.step_cap`). None or 0: no cap.
             Defaults to :data:`MAX_ATOM_STEPS` (2.5 million: cells of up to
-            ~13 atoms keep ``max_steps``; 10,000 cells of 94 atoms train 415
-            steps).
+            ~13 atoms keep ``max_steps``; cells of 94 atoms train 415 steps).
         lam: Weight Lambda of the epistemic term in
             ``U = sigmoid(Lambda U_epi + s U_ale)``. Defaults to 0.
         aleatoric_sign: Sign ``s`` of the aleatoric term (-1: the paper's). Defaults to -1.
