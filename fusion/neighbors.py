@@ -14,10 +14,11 @@ float64 copy and a 2 GB block of candidate differences.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
+
+from fusion.parallel import available_cores
 
 #: Working memory of the exact search in bytes (float64 blocks). Inputs whose
 #: float64 copy fits are searched exactly as before (one copy, one Gram product
@@ -138,14 +139,6 @@ def _exact_nn_sparse(
         for a in starts:
             block(a)
     return dist, idx
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _shortlist(gram: np.ndarray, sq: np.ndarray, a: int, k: int) -> np.ndarray:
