@@ -48,7 +48,7 @@ from scipy import sparse
 from fusion.data import DATASETS, RawRecord, read_records, validate_records
 from fusion.fingerprints import DEFAULT_COMPRESSION, dataset_species, soap_fingerprints
 from fusion.parallel import workers
-from fusion.prune_api import _nbytes
+from fusion.prune_api import fingerprint_nbytes
 from fusion.prune_steps import Digest, Workers, compute_fingerprints
 from fusion.selection import fusion_prune, importance, nearest_neighbor_distance, redundancy_weight
 
@@ -139,7 +139,7 @@ def featurise(recs: list[RawRecord], n_workers: int) -> tuple[dict[str, Any], An
             "features": int(X.shape[1]),
             "sparse": bool(sparse.issparse(X)),
             "nonzero_share": round(_nnz(X) / (X.shape[0] * X.shape[1]), 4),
-            "fingerprint_mb": round(_nbytes(X) / 1e6, 1),
+            "fingerprint_mb": round(fingerprint_nbytes(X) / 1e6, 1),
             "cluster_start_seconds": round(t1 - t0, 2),
             "check_seconds": round(t2 - t1, 2),
             "soap_seconds": round(t3 - t2, 2),

@@ -68,7 +68,7 @@ from fusion.prune_result import PruneResult, ratio_shift, shift_warning, spread_
 from fusion.prune_steps import Digest, Workers, compute_fingerprints, load_dataset
 from fusion.prune_surrogate import VAL_FRACTION, surrogate_scores, surrogate_split
 
-__all__ = ["MIN_PARALLEL", "VAL_FRACTION", "prune", "surrogate_split"]
+__all__ = ["MIN_PARALLEL", "VAL_FRACTION", "fingerprint_nbytes", "prune", "surrogate_split"]
 
 #: Fingerprints from this size (bytes) on get a warning naming the memory-light compression.
 BIG_FINGERPRINTS = 1_000_000_000
@@ -405,8 +405,23 @@ def _select_per_ratio(
     }
 
 
-def _nbytes(X: Any) -> int:
-    """Memory of the fingerprints: the array's bytes, or a sparse matrix's values and indices."""
+def fingerprint_nbytes(X: Any) -> int:
+    """Memory of the fingerprints: the array's bytes, or a sparse matrix's values and indices.
+
+    Args:
+        X: Fingerprints, a numpy array or a scipy sparse matrix (n_records x n_features).
+
+    Returns:
+        int: Bytes held (values, plus column indices and row pointers for a sparse matrix).
+
+    Example:
+        >>> import numpy as np
+        >>> from scipy import sparse
+        >>> fingerprint_nbytes(np.zeros((2, 3), dtype=np.float32))
+        24
+        >>> fingerprint_nbytes(sparse.csr_matrix(np.eye(3, dtype=np.float32)))  # 3 values, 3 indices, 4 pointers
+        40
+    """
     from scipy import sparse
 
     if sparse.issparse(X):
@@ -428,10 +443,10 @@ def _warnings(
             "try more --epochs or another --model)"
         )
     warns += [w for r in ratios if (w := shift_warning(r, shift[r])) is not None]
-    if scores.X is not None and _nbytes(scores.X) >= BIG_FINGERPRINTS:
+    if scores.X is not None and fingerprint_nbytes(scores.X) >= BIG_FINGERPRINTS:
         n, width = scores.X.shape
         warns.append(
-            f"the fingerprints take {_nbytes(scores.X) / 1e9:.1f} GB ({n:,} records x {width:,} features): "
+            f"the fingerprints take {fingerprint_nbytes(scores.X) / 1e9:.1f} GB ({n:,} records x {width:,} features): "
             "the default --compression mu1nu1 grows with the number of elements in the data; "
             "--compression mu2 has 252 features whatever the elements and needs far less memory, "
             "but keeps nearest-neighbour distances less faithfully (benchmarks/bench_compression.py)"
