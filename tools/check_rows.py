@@ -1,0 +1,160 @@
+r"""Re-run finished study runs with the current code and compare them with the recorded rows.
+
+A change to the training code (``fusion.stages.common.TRAINING_CODE``) makes
+every finished training stage stale for DVC. When the change is meant not to
+alter any result (a speed-up, a refactor), this tool is the evidence: it
+retrains chosen runs of the committed study exactly as their stage did (same
+parameters from ``params.yaml``, same ids, same seed) and compares what they
+print with the recorded CSVs, as the stage writes them (``%.10g``), so "same"
+means the same bytes in the CSV. Only after it reports every row equal may the
+stale stages be recorded with ``dvc commit`` instead of rerun.
+
+Usage (from the repository root; 1 torch thread like the study)::
+
+    python tools/check_rows.py --train jdft2d:0 --train phonons:3:random@0,fusion_neg@0.4 \\
+        --uncertainty jdft2d:0 --tune jdft2d:0.003:50
+
+``--train KEY:SEED[:METHOD@RATIO,...]`` re-runs the main architecture's rows
+of ``results/train/KEY/<arch>-seed-SEED.csv`` (all of them without a list);
+``--uncertainty KEY:SEED`` the surrogate scores ``results/uncertainty/KEY/seed-SEED.csv``
+(whole file, byte for byte); ``--tune KEY:LR:EPOCHS`` one row of ``results/tune/KEY.csv``.
+The exit status is 0 only if every compared value is equal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from fusion import paths  # noqa: E402
+from fusion.stages.common import (  # noqa: E402
+    budget_epochs,
+    fit_and_score,
+    load_graph_cache,
+    load_split,
+    prunable_ids,
+    train_config,
+)
+from fusion.stages.train import kept_sets  # noqa: E402
+from fusion.stages.uncertainty import resolve, surrogate_frame  # noqa: E402
+
+COMPARED = ("n_train", "n_val", "epochs", "epochs_run", "val_mae", "test_mae")
+
+
+def _fmt(value: Any) -> str:
+    """A value as the stage's CSV holds it (floats as ``%.10g``)."""
+    return f"{value:.10g}" if isinstance(value, float) else str(value)
+
+
+def _compare(
+    label: str,
+    recorded: dict[str, Any],
+    new: dict[str, Any],
+    seconds: float,
+    keys: tuple[str, ...] = COMPARED,
+) -> bool:
+    """Print one run's comparison; True if every value of ``keys`` reads the same in the CSV."""
+    diffs = [f"{k}: {_fmt(recorded[k])} -> {_fmt(new[k])}" for k in keys if _fmt(recorded[k]) != _fmt(new[k])]
+    status = "EQUAL" if not diffs else "DIFFERENT (" + "; ".join(diffs) + ")"
+    print(
+        f"{label}: val {_fmt(new['val_mae'])}, test {_fmt(new.get('test_mae'))}, "
+        f"{seconds:.1f} s now vs {recorded['seconds']} s recorded: {status}",
+        flush=True,
+    )
+    return not diffs
+
+
+def check_train(params: dict[str, Any], key: str, seed: int, runs: list[str] | None) -> bool:
+    """Re-run rows of the ``train`` cell (``key``, main architecture, ``seed``)."""
+    p = params["train"]
+    arch = params["architectures"][0]
+    n_epochs, peak_lr = resolve(key, p["epochs"], p["lr"])
+    graphs = load_graph_cache(key)
+    split = load_split(key, seed)
+    table = pd.read_csv(paths.prune_path(key, seed), dtype={"id": str})
+    recorded = pd.read_csv(paths.train_path(key, arch, seed)).to_dict("records")
+    ok = True
+    for row in recorded:
+        col = f"{row['method']}@{row['ratio']:g}"
+        if runs is not None and col not in runs:
+            continue
+        tr, va = kept_sets(table, split, row["method"], float(row["ratio"]), params["val_protocol"])
+        e = budget_epochs(n_epochs, len(tr), len(split["train"]), p["budget"])
+        cfg = train_config(e, p["batch_size"], peak_lr, p["patience"] or e, seed, p["num_threads"])
+        t0 = time.perf_counter()
+        new = fit_and_score(arch, p["size"], graphs, tr, va, split["test"], cfg)
+        ok &= _compare(f"train {key} {arch} seed {seed} {col}", row, new, time.perf_counter() - t0)
+    return ok
+
+
+def check_uncertainty(params: dict[str, Any], key: str, seed: int) -> bool:
+    """Re-run the surrogate of (``key``, ``seed``) and compare its score file byte for byte."""
+    p = params["uncertainty"]
+    n_epochs, peak_lr = resolve(key, p["epochs"], p["lr"])
+    graphs = load_graph_cache(key)
+    pool = prunable_ids(load_split(key, seed), params["val_protocol"])
+    t0 = time.perf_counter()
+    frame, val_mae = surrogate_frame(
+        [graphs[i] for i in pool], pool, seed, p["model"], p["size"], n_epochs, p["batch_size"], peak_lr,
+        p["patience"], p["lam"], p["val_fraction"], p["num_threads"],
+    )  # fmt: skip
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False, float_format="%.10g")
+    same = buf.getvalue() == paths.uncertainty_path(key, seed).read_text()
+    print(
+        f"uncertainty {key} seed {seed}: surrogate val MAE {val_mae:.10g}, {time.perf_counter() - t0:.1f} s: "
+        f"{'EQUAL' if same else 'DIFFERENT'} ({len(frame)} rows)",
+        flush=True,
+    )
+    return same
+
+
+def check_tune(params: dict[str, Any], key: str, lr: float, epochs: int) -> bool:
+    """Re-run one row of the ``tune`` search of ``key``."""
+    p = params["tune"]
+    rows = pd.read_csv(paths.tune_path(key)).to_dict("records")
+    row = next(r for r in rows if float(r["lr"]) == lr and int(r["epochs"]) == epochs)
+    split = load_split(key, p["seed"])
+    cfg = train_config(epochs, p["batch_size"], lr, epochs, p["seed"], p["num_threads"])
+    t0 = time.perf_counter()
+    new = fit_and_score(
+        p["arch"], p["size"], load_graph_cache(key), split["train"], split["val"], split["test"], cfg
+    )
+    keys = tuple(k for k in COMPARED if k != "test_mae")  # the search records no test MAE
+    return _compare(f"tune {key} lr {lr:g} epochs {epochs}", row, new, time.perf_counter() - t0, keys)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the requested checks; exit status 0 if every compared value is equal."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--train", action="append", default=[], metavar="KEY:SEED[:RUNS]")
+    ap.add_argument("--uncertainty", action="append", default=[], metavar="KEY:SEED")
+    ap.add_argument("--tune", action="append", default=[], metavar="KEY:LR:EPOCHS")
+    args = ap.parse_args(argv)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    ok = True
+    for spec in args.train:
+        key, seed, *rest = spec.split(":")
+        ok &= check_train(params, key, int(seed), rest[0].split(",") if rest else None)
+    for spec in args.uncertainty:
+        key, seed = spec.split(":")
+        ok &= check_uncertainty(params, key, int(seed))
+    for spec in args.tune:
+        key, lr, epochs = spec.split(":")
+        ok &= check_tune(params, key, float(lr), int(epochs))
+    print("all equal" if ok else "SOME DIFFER")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
