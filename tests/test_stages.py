@@ -253,3 +253,20 @@ def test_cached_scores_train_a_surrogate_once_per_pool_and_settings(tmp_path, mo
     surrogates.cached_scores(tmp_path, graphs, pool, 3, epochs=6, lr=1e-3)  # other settings
     assert calls == [(10, 3, 5), (8, 3, 5), (10, 4, 5), (10, 3, 6)]
     assert len(list(tmp_path.glob("seed-*.csv"))) == 4
+
+
+def test_tune_chooses_on_the_mean_over_seeds():
+    # Split 0 alone prefers 100 epochs (by noise); the mean over three splits gains
+    # 10 % from doubling, so the longer budget is chosen (the phonons case).
+    grid = pd.DataFrame(
+        {
+            "seed": [0, 0, 1, 1, 2, 2],
+            "lr": [3e-3] * 6,
+            "epochs": [100, 200] * 3,
+            "val_mae": [61.0, 65.0, 75.0, 61.0, 94.0, 87.0],
+        }
+    )
+    assert tune.choose(grid[grid["seed"] == 0])["epochs"] == 100
+    pick = tune.choose(grid)
+    assert (pick["epochs"], pick["seeds"]) == (200, [0, 1, 2])
+    assert pick["val_mae"] == pytest.approx((65.0 + 61.0 + 87.0) / 3)

@@ -40,13 +40,13 @@ STAGES: dict[str, dict[str, str]] = {
     },
     "tune": {
         "title": "the main architecture's learning rate and budget, on validation only",
-        "text": "Trains on the unpruned training part of split `seed` for every learning rate x budget and "
-        "keeps the validation MAE only. Writes `results/tune/<key>.csv` (every run) and "
+        "text": "Trains on the unpruned training part of the splits `seeds` for every learning rate x budget "
+        "and keeps the validation MAE only; the choice reads the mean over the seeds. Writes `results/tune/<key>.csv` (every run) and "
         "`results/tune/<key>.json` (the choice the other stages read).",
-        "params": 'key = "jdft2d"\narch = "cgcnn"\nsize = "cpu"\nseed = 0\nlrs = [0.001, 0.003]\n'
+        "params": 'key = "jdft2d"\narch = "cgcnn"\nsize = "cpu"\nseeds = [0]\nlrs = [0.001, 0.003]\n'
         'epochs = {"jdft2d": [2, 3]}\nbatch_size = 64\ntolerance = 0.02\nnum_threads = 1',
-        "show": 'result[["lr", "epochs", "val_mae", "seconds"]]',
-        "call": "tune.run(key, arch, size, seed, lrs, epochs, batch_size, tolerance, num_threads)",
+        "show": 'result[["seed", "lr", "epochs", "val_mae", "seconds"]]',
+        "call": "tune.run(key, arch, size, seeds, lrs, epochs, batch_size, tolerance, num_threads)",
     },
     "uncertainty": {
         "title": "an evidential surrogate per seed scores the prunable records",
