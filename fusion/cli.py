@@ -367,12 +367,26 @@ def prune(args: argparse.Namespace) -> dict[str, Any]:
     """
     from fusion import prune_api
     from fusion.prune_options import OptionError
+    from fusion.train import denormals_flushed
 
     for old, message in _REPLACED.items():
         if getattr(args, old.lstrip("-").replace("-", "_")) is not None:
             raise OptionError(message)
     ratios = args.ratios if args.ratios is not None else [0.4 if args.ratio is None else args.ratio]
-    result = prune_api.prune(
+    # Float32 subnormals flushed from the start: torch's intra-op threads, created
+    # later, inherit the setting (train() alone covers only its own thread), so the
+    # surrogate's products skip the slow subnormal path on every thread
+    # (fusion.train.denormals_flushed).
+    with denormals_flushed():
+        result = _run_prune(prune_api, args, ratios)
+    written = result.write(args.out_dir, report=not args.no_report)
+    _print_result(result, written)
+    return result.summary(args.out_dir)
+
+
+def _run_prune(prune_api: Any, args: argparse.Namespace, ratios: list[float]) -> Any:
+    """``prune_api.prune`` with the parsed options."""
+    return prune_api.prune(
         args.data,
         args.target,
         ratios,
@@ -397,9 +411,6 @@ def prune(args: argparse.Namespace) -> dict[str, Any]:
         skip_bad=args.skip_bad,
         progress=not args.quiet,
     )
-    written = result.write(args.out_dir, report=not args.no_report)
-    _print_result(result, written)
-    return result.summary(args.out_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
