@@ -17,17 +17,16 @@ import pandas as pd
 from fusion import paths
 from fusion.stages import prune as prune_stage
 from fusion.stages.common import (
+    RunLog,
     budget_epochs,
-    fit_and_score,
     load_fingerprint_rows,
     load_graph_cache,
     load_records,
     load_split,
     prunable_ids,
     train_config,
-    write_csv,
 )
-from fusion.stages.train import kept_sets
+from fusion.stages.train import fit_or_reuse, kept_sets
 from fusion.stages.uncertainty import resolve, surrogate_frame
 
 
@@ -67,6 +66,8 @@ def run(
 
     Returns:
         One row per (seed, method) with the val/test MAE and the kept validation size.
+        Each finished run is written at once (``results/protocol/<key>.csv``), so a
+        killed stage resumes at its first missing run (:class:`fusion.stages.common.RunLog`).
     """
     sur = {k: v for k, v in (surrogate or {}).items() if k not in {"val_protocol"}}
     s_epochs, s_lr = resolve(key, sur.pop("epochs", "tuned"), sur.pop("lr", "tuned"))
@@ -74,7 +75,7 @@ def run(
     graphs = load_graph_cache(key)
     records = load_records(key).set_index("id")
     grid = [(m, float(ratio)) for m in methods]
-    rows = []
+    log = RunLog(paths.protocol_path(key))
     for seed in map(int, seeds):
         split = load_split(key, seed)
         pool = prunable_ids(split, "pruned")
@@ -87,11 +88,9 @@ def run(
             tr, va = kept_sets(table, split, method, r, "pruned")
             e = budget_epochs(n_epochs, len(tr), len(split["train"]), budget)
             cfg = train_config(e, batch_size, peak_lr, patience or e, seed, num_threads)
-            res = fit_and_score(arch, size, graphs, tr, va, split["test"], cfg)
-            rows.append(
+            res = fit_or_reuse(log, arch, size, graphs, (tr, va, split["test"]), cfg)
+            log.add(
                 {"dataset": key, "arch": arch, "seed": seed, "method": method, "ratio": r,
                  "val_protocol": "pruned", **res}
             )  # fmt: skip
-    out = pd.DataFrame(rows)
-    write_csv(out, paths.protocol_path(key))
-    return out
+    return log.frame().drop(columns="run_key")  # the key stays in the CSV
