@@ -125,8 +125,7 @@ def _exact_nn_sparse(
         cand = _shortlist((Xa @ XT).toarray(), sq, a, k)
         cd = np.empty((b - a, k))
         for j in range(k):
-            diff = X64[cand[:, j]] - Xa
-            cd[:, j] = np.sqrt(np.asarray(diff.multiply(diff).sum(axis=1)).ravel())
+            cd[:, j] = _sparse_row_distances(X64[cand[:, j]], Xa)
         dist[a:b], idx[a:b] = _closest(cand, cd)
 
     starts = range(0, n, chunk)
@@ -139,6 +138,16 @@ def _exact_nn_sparse(
         for a in starts:
             block(a)
     return dist, idx
+
+
+def _sparse_row_distances(A: Any, B: Any) -> np.ndarray:
+    """Euclidean distance between row ``i`` of ``A`` and row ``i`` of ``B`` (sparse, same shape).
+
+    The sums run over the nonzero entries of the difference only, so an exact
+    duplicate gets distance exactly 0.
+    """
+    diff = A - B
+    return np.sqrt(np.asarray(diff.multiply(diff).sum(axis=1)).ravel())
 
 
 def _shortlist(gram: np.ndarray, sq: np.ndarray, a: int, k: int) -> np.ndarray:
@@ -247,8 +256,7 @@ def _approx_nn_sparse(X: Any, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         rows = X[block].astype(np.float64)
         for j in range(cand.shape[1]):
             ok = cand[block, j] >= 0
-            diff = X[cand[block, j][ok]].astype(np.float64) - rows[ok]
-            dist[block, j][ok] = np.sqrt(np.asarray(diff.multiply(diff).sum(axis=1)).ravel())
+            dist[block, j][ok] = _sparse_row_distances(X[cand[block, j][ok]].astype(np.float64), rows[ok])
     return _closest(np.where(cand >= 0, cand, n), dist)
 
 
