@@ -295,3 +295,39 @@ def prune_scale_surrogate(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def denormals_table(folder: str | Path = "benchmarks/results") -> pd.DataFrame:
+    """``bench_denormals.py``: training time with and without flushing subnormals, per architecture.
+
+    Returns:
+        ``architecture``, ``plain (s)``, ``flushed (s)``, ``speed-up`` and
+        ``bit-identical`` (weights and validation MAE), fastest speed-up first;
+        one row saying so when the benchmark has not been run.
+    """
+    data = read_json(Path(folder, "denormals.json"))
+    if not data:
+        return pd.DataFrame({"architecture": ["denormals.json"], "plain (s)": ["not run yet (no file)"]})
+    rows = [
+        {
+            "architecture": arch,
+            "plain (s)": round(r["seconds_plain"], 2),
+            "flushed (s)": round(r["seconds_flushed"], 2),
+            "speed-up": f"{r['speedup']:.2f}x",
+            "bit-identical": "yes" if r["bit_identical"] else "no",
+        }
+        for arch, r in data["architectures"].items()
+    ]
+    order = sorted(range(len(rows)), key=lambda k: -data["architectures"][rows[k]["architecture"]]["speedup"])
+    return pd.DataFrame([rows[k] for k in order])
+
+
+def denormals_setup(folder: str | Path = "benchmarks/results") -> dict[str, str]:
+    """Glue values describing the ``bench_denormals.py`` run (``denormals_setup``)."""
+    data = read_json(Path(folder, "denormals.json"))
+    if not data:
+        return {"denormals_setup": "not run yet"}
+    return {
+        "denormals_setup": f"{data['n_train']:,} training records of {data['dataset']}, {data['epochs']} epochs, "
+        f"{data['threads']} thread, median of {data['rounds']} alternating rounds, commit {data['code_version']}"
+    }
