@@ -9,9 +9,10 @@ from conftest import assert_bitwise_equal
 from pymatgen.core import Lattice, Structure
 from torch_geometric.data import Batch, Data
 
+from fusion.batching import FastBatch, GraphLoader, GraphStore
 from fusion.graphs import structure_to_graph
 from fusion.models import build_model
-from fusion.train import FastBatch, GraphLoader, GraphStore, seed_everything
+from fusion.train import seed_everything
 
 ARCHS = ["cgcnn", "schnet", "megnet"]
 

@@ -194,7 +194,14 @@ def fit_and_score(
 # ----------------------------------------------------------------------------- resuming a stage run by run
 
 #: Files whose content decides what a training run computes.
-TRAINING_CODE = ("fusion/train.py", "fusion/models", "fusion/stages/common.py", "fusion/graphs.py")
+TRAINING_CODE = (
+    "fusion/train.py",
+    "fusion/batching.py",
+    "fusion/checkpoint.py",
+    "fusion/models",
+    "fusion/stages/common.py",
+    "fusion/graphs.py",
+)
 
 
 def code_version(files: Sequence[str] = TRAINING_CODE) -> str:
