@@ -48,7 +48,8 @@ import numpy as np
 import torch
 from pymatgen.core import Structure
 
-from fusion.graphs import build_graphs, gaussian_expansion, graphs_from_cif, structure_to_graph
+from fusion.graphs import build_graphs, graphs_from_cif, structure_to_graph
+from fusion.models.layers import gaussian_expansion
 from fusion.paths import BENCHMARKS, ROOT, dataset_file
 
 CUTOFF, MAX_NEIGHBORS, STEP = 8.0, 12, 0.2

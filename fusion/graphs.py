@@ -35,8 +35,9 @@ Entry points:
   pymatgen. Both routes give the same graph: same fractional coordinates,
   Cartesian coordinates computed the same way (tested on real records, with
   positions and distances compared to 1e-10 Å);
-* :func:`save_graphs` / :func:`load_graphs`: one-file cache with the graph
-  parameters in its metadata, so that a stale cache is detected.
+* :func:`fusion.graph_cache.save_graphs` / :func:`~fusion.graph_cache.load_graphs`:
+  one-file cache with the graph parameters in its metadata, so that a stale
+  cache is detected.
 
 Neighbours come from pymatgen's compiled periodic search
 (``find_points_in_spheres``, the routine behind
@@ -59,14 +60,12 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from pymatgen.core import Composition, Structure
 from pymatgen.optimization.neighbors import find_points_in_spheres
-from torch import Tensor
 from torch_geometric.data import Data
 from tqdm import tqdm
 
@@ -74,8 +73,6 @@ from fusion.cif import cartesian, parse_p1_cif
 
 DEFAULT_CUTOFF = 8.0
 DEFAULT_MAX_NEIGHBORS = 12
-CACHE_FORMAT = 1
-"""Version of the :func:`save_graphs` file layout."""
 
 # Same tolerance as Structure.get_neighbor_list: a "neighbour" closer than this
 # to its own centre is the centre itself.
@@ -90,10 +87,6 @@ GraphArrays = dict[str, np.ndarray]
 
 class IsolatedAtomError(ValueError):
     """An atom has no neighbour within the cutoff."""
-
-
-class StaleCacheError(ValueError):
-    """A graph cache was built with other parameters than the ones asked for."""
 
 
 def _graph_arrays(cell: Cell, cutoff: float, max_neighbors: int) -> GraphArrays:
@@ -425,134 +418,3 @@ def graphs_from_cif(
         IsolatedAtomError: Naming the record index (and id) with an isolated atom.
     """
     return _build("cif", cif_strings, targets, ids, cutoff, max_neighbors, n_jobs, progress, chunk_size)
-
-
-def save_graphs(
-    path: str | os.PathLike[str], ids: Sequence[str], graphs: Sequence[Data], meta: dict[str, Any]
-) -> None:
-    """Write graphs to one compact file.
-
-    Every field is concatenated over the graphs along its PyG concatenation
-    dimension (``edge_index`` keeps its per-graph node numbering) with the
-    per-graph sizes beside it, and the lot goes through a single
-    :func:`torch.save`. Integer fields whose values fit are stored as int32
-    and restored to their dtype on load. The file is written to a temporary name and renamed,
-    so an interrupted run never leaves a truncated cache.
-
-    Args:
-        path: Output file (conventionally ``*.pt``).
-        ids: One id per graph.
-        graphs: Graphs with the same tensor fields.
-        meta: Parameters the graphs were built with; must hold ``cutoff`` and
-            ``max_neighbors`` (compared by :func:`load_graphs` to detect a stale
-            cache). Plain Python values only.
-
-    Raises:
-        ValueError: On a length mismatch, missing meta keys, or graphs whose
-            fields differ.
-        TypeError: If a graph holds a non-tensor field.
-    """
-    if len(ids) != len(graphs):
-        raise ValueError(f"{len(ids)} ids for {len(graphs)} graphs")
-    missing = {"cutoff", "max_neighbors"} - set(meta)
-    if missing:
-        raise ValueError(f"meta lacks {sorted(missing)}")
-    keys = sorted(graphs[0].keys()) if graphs else []
-    fields: dict[str, Tensor] = {}
-    sizes: dict[str, Tensor] = {}
-    dims: dict[str, int] = {}
-    dtypes: dict[str, str] = {}
-    for key in keys:
-        values = []
-        for k, graph in enumerate(graphs):
-            value = getattr(graph, key, None)
-            if not isinstance(value, Tensor):
-                raise TypeError(f"graph {k}: field {key!r} is {type(value).__name__}, not a tensor")
-            values.append(value)
-        dim = graphs[0].__cat_dim__(key, values[0])
-        dims[key] = dim % values[0].dim()
-        sizes[key] = torch.tensor([v.shape[dim] for v in values], dtype=torch.long)
-        fields[key] = torch.cat(values, dim=dim)
-        dtypes[key] = str(fields[key].dtype).removeprefix("torch.")
-        # Local node indices and atomic numbers fit in int32: stored so (a
-        # quarter of the file for edge_index alone), restored on load.
-        if fields[key].dtype == torch.long and fields[key].numel():
-            lo, hi = fields[key].aminmax()
-            if lo >= torch.iinfo(torch.int32).min and hi <= torch.iinfo(torch.int32).max:
-                fields[key] = fields[key].to(torch.int32)
-    if any(sorted(g.keys()) != keys for g in graphs):
-        raise ValueError("graphs have different fields")
-    payload = {
-        "format": CACHE_FORMAT,
-        "ids": [str(i) for i in ids],
-        "meta": dict(meta),
-        "fields": fields,
-        "sizes": sizes,
-        "dims": dims,
-        "dtypes": dtypes,
-    }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-
-
-def load_graphs(
-    path: str | os.PathLike[str], expect: dict[str, Any] | None = None
-) -> tuple[list[str], list[Data], dict[str, Any]]:
-    """Read graphs written by :func:`save_graphs`.
-
-    The graphs' tensors are views into the concatenated tensors of the file.
-
-    Args:
-        path: Cache file.
-        expect: Meta values the caller needs (e.g. ``{"cutoff": 8.0,
-            "max_neighbors": 12}``). Defaults to None (no check).
-
-    Returns:
-        ``(ids, graphs, meta)``.
-
-    Raises:
-        StaleCacheError: If the file's format or a value in ``expect``
-            differs from the file's meta.
-    """
-    payload = torch.load(Path(path), weights_only=True)
-    if payload.get("format") != CACHE_FORMAT:
-        raise StaleCacheError(f"{path}: cache format {payload.get('format')}, need {CACHE_FORMAT}")
-    meta = payload["meta"]
-    stale = {k: (meta.get(k), v) for k, v in (expect or {}).items() if meta.get(k) != v}
-    if stale:
-        detail = ", ".join(f"{k}: cached {c!r}, wanted {w!r}" for k, (c, w) in stale.items())
-        raise StaleCacheError(f"{path}: stale graph cache ({detail})")
-    ids = payload["ids"]
-    parts = {
-        key: torch.split(
-            value.to(getattr(torch, payload["dtypes"][key])),
-            payload["sizes"][key].tolist(),
-            dim=payload["dims"][key],
-        )
-        for key, value in payload["fields"].items()
-    }
-    graphs = [Data(**{key: part[k] for key, part in parts.items()}) for k in range(len(ids))]
-    return ids, graphs, meta
-
-
-def gaussian_expansion(
-    dist: Tensor, start: float = 0.0, stop: float = DEFAULT_CUTOFF, num: int = 41, width: float | None = None
-) -> Tensor:
-    """Expand distances on a grid of Gaussians (CGCNN's edge features).
-
-    Args:
-        dist: Distances ``[E]``.
-        start: First centre (Å). Defaults to 0.
-        stop: Last centre (Å). Defaults to the 8 Å cutoff.
-        num: Number of Gaussians. Defaults to 41 (0.2 Å steps over 8 Å).
-        width: Gaussian width; defaults to the grid step.
-
-    Returns:
-        ``[E, num]`` features ``exp(-(d - mu_k)^2 / width^2)``.
-    """
-    mu = torch.linspace(start, stop, num, device=dist.device, dtype=dist.dtype)
-    width = float(mu[1] - mu[0]) if width is None else width
-    return torch.exp(-((dist.unsqueeze(-1) - mu) ** 2) / width**2)

@@ -290,15 +290,15 @@ def load_array(path: Path) -> Any:
 
 
 def save_graph_list(graphs: Sequence[Any], path: Path, meta: dict[str, Any]) -> None:
-    """Save graphs with :func:`fusion.graphs.save_graphs` (ids ``0..n-1``)."""
-    from fusion.graphs import save_graphs
+    """Save graphs with :func:`fusion.graph_cache.save_graphs` (ids ``0..n-1``)."""
+    from fusion.graph_cache import save_graphs
 
     save_graphs(path, [str(k) for k in range(len(graphs))], list(graphs), meta)
 
 
 def load_graph_list(path: Path, meta: dict[str, Any]) -> list[Any]:
     """Read graphs saved by :func:`save_graph_list`, checking their ``meta``."""
-    from fusion.graphs import load_graphs
+    from fusion.graph_cache import load_graphs
 
     return load_graphs(path, expect=meta)[1]
 

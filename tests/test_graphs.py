@@ -15,17 +15,15 @@ from pymatgen.io.cif import CifWriter
 from scipy.spatial.transform import Rotation
 
 from fusion.cif import cartesian, parse_p1_cif, structure_from_cif
+from fusion.graph_cache import StaleCacheError, load_graphs, save_graphs
 from fusion.graphs import (
     IsolatedAtomError,
-    StaleCacheError,
     build_graphs,
-    gaussian_expansion,
     graph_from_cif,
     graphs_from_cif,
-    load_graphs,
-    save_graphs,
     structure_to_graph,
 )
+from fusion.models.layers import gaussian_expansion
 from fusion.paths import dataset_file
 
 CUTOFF = 8.0

@@ -2,7 +2,7 @@ r"""Check that the graph and fingerprint caches are canonical across BLAS kernel
 
 Builds the graphs and SOAP fingerprints of the first ``--n`` usable records of
 each dataset with the package functions the pipeline uses
-(:func:`fusion.graphs.graphs_from_cif` / :func:`~fusion.graphs.save_graphs`,
+(:func:`fusion.graphs.graphs_from_cif` / :func:`fusion.graph_cache.save_graphs`,
 :func:`fusion.fingerprints.soap_fingerprints` /
 :func:`~fusion.fingerprints.save_fingerprints`) into a temporary folder, once
 per environment in a fresh subprocess, and prints the md5 of every file. The
@@ -95,7 +95,8 @@ def child(names: list[str], n: int, compression: str, keep: str | None = None) -
     from threadpoolctl import threadpool_info
 
     from fusion.fingerprints import SOAP_PARAMS, dataset_species, save_fingerprints, soap_fingerprints
-    from fusion.graphs import graphs_from_cif, save_graphs
+    from fusion.graph_cache import save_graphs
+    from fusion.graphs import graphs_from_cif
     from fusion.selection import nearest_neighbor_distance
 
     out: dict[str, object] = {

@@ -10,9 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from fusion.graphs import gaussian_expansion
 from fusion.models.base import CrystalModel, register
-from fusion.models.layers import AtomEmbedding, RBFEmbedding, graph_index, mean_pool
+from fusion.models.layers import AtomEmbedding, RBFEmbedding, gaussian_expansion, graph_index, mean_pool
 
 
 class NodeTransformer(nn.Module):

@@ -10,9 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.utils import scatter, softmax
 
-from fusion.graphs import gaussian_expansion
 from fusion.models.base import CrystalModel, register
-from fusion.models.layers import AtomEmbedding, graph_index, mean_pool, mlp
+from fusion.models.layers import AtomEmbedding, gaussian_expansion, graph_index, mean_pool, mlp
 
 #: Edges whose direction is within this |cosine| of the first axis cannot give the second.
 _COLINEAR = 0.99

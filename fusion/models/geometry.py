@@ -139,7 +139,7 @@ def rbf_expansion(x: Tensor, start: float, stop: float, num: int) -> Tensor:
 
     Note the denominator is the grid step, not its square (the width convention
     of ALIGNN's and Matformer's RBF layers, unlike
-    :func:`fusion.graphs.gaussian_expansion`).
+    :func:`fusion.models.layers.gaussian_expansion`).
 
     Args:
         x: ``[...]`` values.

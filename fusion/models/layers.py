@@ -20,8 +20,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from fusion.graphs import gaussian_expansion
-
 #: Largest atomic number the element embeddings accept (:class:`AtomEmbedding`
 #: has ``MAX_Z + 1`` rows; index 0 is unused).
 MAX_Z = 119
@@ -68,6 +66,26 @@ def mlp(
         if k < n - 1 or last_activation:
             layers.append(activation())
     return nn.Sequential(*layers)
+
+
+def gaussian_expansion(
+    dist: Tensor, start: float = 0.0, stop: float = 8.0, num: int = 41, width: float | None = None
+) -> Tensor:
+    """Expand distances on a grid of Gaussians (CGCNN's edge features).
+
+    Args:
+        dist: Distances ``[E]``.
+        start: First centre (Å). Defaults to 0.
+        stop: Last centre (Å). Defaults to the 8 Å cutoff.
+        num: Number of Gaussians. Defaults to 41 (0.2 Å steps over 8 Å).
+        width: Gaussian width; defaults to the grid step.
+
+    Returns:
+        ``[E, num]`` features ``exp(-(d - mu_k)^2 / width^2)``.
+    """
+    mu = torch.linspace(start, stop, num, device=dist.device, dtype=dist.dtype)
+    width = float(mu[1] - mu[0]) if width is None else width
+    return torch.exp(-((dist.unsqueeze(-1) - mu) ** 2) / width**2)
 
 
 class GaussianBasis(nn.Module):

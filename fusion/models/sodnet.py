@@ -9,9 +9,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter, softmax
 
-from fusion.graphs import gaussian_expansion
 from fusion.models.base import CrystalModel, register
-from fusion.models.layers import AtomEmbedding, cosine_cutoff, graph_index, mean_pool, mlp
+from fusion.models.layers import AtomEmbedding, cosine_cutoff, gaussian_expansion, graph_index, mean_pool, mlp
 
 _S3, _S15 = math.sqrt(3.0), math.sqrt(15.0)
 

@@ -86,7 +86,7 @@ def cif_strings(
 
 def load_graph_cache(key: str) -> dict[str, Any]:
     """The cached graphs of ``key`` as an ``{id: graph}`` dict (insertion order = records order)."""
-    from fusion.graphs import load_graphs
+    from fusion.graph_cache import load_graphs
 
     ids, graphs, _ = load_graphs(paths.graphs_path(key))
     return dict(zip(ids, graphs, strict=True))
@@ -201,6 +201,7 @@ TRAINING_CODE = (
     "fusion/models",
     "fusion/stages/common.py",
     "fusion/graphs.py",
+    "fusion/graph_cache.py",
 )
 
 

@@ -38,7 +38,7 @@ def run(
         A summary: number of graphs, mean atoms and edges per graph, seconds.
     """
     from fusion import featurize
-    from fusion.graphs import save_graphs
+    from fusion.graph_cache import save_graphs
     from fusion.parallel import workers as dask_workers
 
     t0 = time.perf_counter()
