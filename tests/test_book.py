@@ -100,6 +100,21 @@ def test_flatten_and_missing_benchmark(tmp_path):
     assert "not run yet" in table["value"].iloc[0]
 
 
+def test_denormals_table_sorts_by_speed_up_and_says_when_missing(tmp_path):
+    assert "not run yet" in benchmarks.denormals_table(tmp_path).iloc[0, 1]
+    rows = {
+        "a": {"seconds_plain": 1.0, "seconds_flushed": 1.0, "speedup": 1.0, "bit_identical": True},
+        "b": {"seconds_plain": 4.0, "seconds_flushed": 1.0, "speedup": 4.0, "bit_identical": False},
+    }
+    info = {"architectures": rows, "n_train": 300, "dataset": "d", "epochs": 3, "threads": 1, "rounds": 3}
+    (tmp_path / "denormals.json").write_text(json.dumps({**info, "code_version": "abc"}))
+    table = benchmarks.denormals_table(tmp_path)
+    assert table["architecture"].tolist() == ["b", "a"]
+    assert table["speed-up"].tolist() == ["4.00x", "1.00x"]
+    assert table["bit-identical"].tolist() == ["no", "yes"]
+    assert "300 training records of d" in benchmarks.denormals_setup(tmp_path)["denormals_setup"]
+
+
 def test_benchmark_targets_read_values_and_judge_them(tmp_path):
     (tmp_path / "train_throughput.json").write_text(json.dumps({"speedup_cgcnn": 1.2}))
     (tmp_path / "selection.json").write_text(
