@@ -12,12 +12,12 @@ stale stages be recorded with ``dvc commit`` instead of rerun.
 Usage (from the repository root; 1 torch thread like the study)::
 
     python tools/check_rows.py --train jdft2d:0 --train phonons:3:random@0,fusion_neg@0.4 \\
-        --uncertainty jdft2d:0 --tune jdft2d:0.003:50
+        --uncertainty jdft2d:0 --tune jdft2d:0:0.003:50
 
 ``--train KEY:SEED[:METHOD@RATIO,...]`` re-runs the main architecture's rows
 of ``results/train/KEY/<arch>-seed-SEED.csv`` (all of them without a list);
 ``--uncertainty KEY:SEED`` the surrogate scores ``results/uncertainty/KEY/seed-SEED.csv``
-(whole file, byte for byte); ``--tune KEY:LR:EPOCHS`` one row of ``results/tune/KEY.csv``.
+(whole file, byte for byte); ``--tune KEY:SEED:LR:EPOCHS`` one row of ``results/tune/KEY.csv``.
 The exit status is 0 only if every compared value is equal.
 """
 
@@ -119,19 +119,23 @@ def check_uncertainty(params: dict[str, Any], key: str, seed: int) -> bool:
     return same
 
 
-def check_tune(params: dict[str, Any], key: str, lr: float, epochs: int) -> bool:
-    """Re-run one row of the ``tune`` search of ``key``."""
+def check_tune(params: dict[str, Any], key: str, seed: int, lr: float, epochs: int) -> bool:
+    """Re-run one row (split ``seed``, ``lr``, ``epochs``) of the ``tune`` search of ``key``."""
     p = params["tune"]
     rows = pd.read_csv(paths.tune_path(key)).to_dict("records")
-    row = next(r for r in rows if float(r["lr"]) == lr and int(r["epochs"]) == epochs)
-    split = load_split(key, p["seed"])
-    cfg = train_config(epochs, p["batch_size"], lr, epochs, p["seed"], p["num_threads"])
+    row = next(
+        r for r in rows if int(r["seed"]) == seed and float(r["lr"]) == lr and int(r["epochs"]) == epochs
+    )
+    split = load_split(key, seed)
+    cfg = train_config(epochs, p["batch_size"], lr, epochs, seed, p["num_threads"])
     t0 = time.perf_counter()
     new = fit_and_score(
         p["arch"], p["size"], load_graph_cache(key), split["train"], split["val"], split["test"], cfg
     )
     keys = tuple(k for k in COMPARED if k != "test_mae")  # the search records no test MAE
-    return _compare(f"tune {key} lr {lr:g} epochs {epochs}", row, new, time.perf_counter() - t0, keys)
+    return _compare(
+        f"tune {key} seed {seed} lr {lr:g} epochs {epochs}", row, new, time.perf_counter() - t0, keys
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train", action="append", default=[], metavar="KEY:SEED[:RUNS]")
     ap.add_argument("--uncertainty", action="append", default=[], metavar="KEY:SEED")
-    ap.add_argument("--tune", action="append", default=[], metavar="KEY:LR:EPOCHS")
+    ap.add_argument("--tune", action="append", default=[], metavar="KEY:SEED:LR:EPOCHS")
     args = ap.parse_args(argv)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     ok = True
@@ -150,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         key, seed = spec.split(":")
         ok &= check_uncertainty(params, key, int(seed))
     for spec in args.tune:
-        key, lr, epochs = spec.split(":")
-        ok &= check_tune(params, key, float(lr), int(epochs))
+        key, seed, lr, epochs = spec.split(":")
+        ok &= check_tune(params, key, int(seed), float(lr), int(epochs))
     print("all equal" if ok else "SOME DIFFER")
     return 0 if ok else 1
 
