@@ -308,18 +308,19 @@ def denormals_table(folder: str | Path = "benchmarks/results") -> pd.DataFrame:
     data = read_json(Path(folder, "denormals.json"))
     if not data:
         return pd.DataFrame({"architecture": ["denormals.json"], "plain (s)": ["not run yet (no file)"]})
-    rows = [
-        {
-            "architecture": arch,
-            "plain (s)": round(r["seconds_plain"], 2),
-            "flushed (s)": round(r["seconds_flushed"], 2),
-            "speed-up": f"{r['speedup']:.2f}x",
-            "bit-identical": "yes" if r["bit_identical"] else "no",
-        }
-        for arch, r in data["architectures"].items()
-    ]
-    order = sorted(range(len(rows)), key=lambda k: -data["architectures"][rows[k]["architecture"]]["speedup"])
-    return pd.DataFrame([rows[k] for k in order])
+    by_speedup = sorted(data["architectures"].items(), key=lambda item: -item[1]["speedup"])
+    return pd.DataFrame(
+        [
+            {
+                "architecture": arch,
+                "plain (s)": round(r["seconds_plain"], 2),
+                "flushed (s)": round(r["seconds_flushed"], 2),
+                "speed-up": f"{r['speedup']:.2f}x",
+                "bit-identical": "yes" if r["bit_identical"] else "no",
+            }
+            for arch, r in by_speedup
+        ]
+    )
 
 
 def denormals_setup(folder: str | Path = "benchmarks/results") -> dict[str, str]:
