@@ -38,14 +38,13 @@ sys.path.insert(0, str(ROOT))
 
 from fusion import paths  # noqa: E402
 from fusion.stages.common import (  # noqa: E402
-    budget_epochs,
     fit_and_score,
     load_graph_cache,
     load_split,
     prunable_ids,
     train_config,
 )
-from fusion.stages.train import kept_sets  # noqa: E402
+from fusion.stages.train import plan  # noqa: E402
 from fusion.stages.uncertainty import resolve, surrogate_frame  # noqa: E402
 
 COMPARED = ("n_train", "n_val", "epochs", "epochs_run", "val_mae", "test_mae")
@@ -75,25 +74,26 @@ def _compare(
 
 
 def check_train(params: dict[str, Any], key: str, seed: int, runs: list[str] | None) -> bool:
-    """Re-run rows of the ``train`` cell (``key``, main architecture, ``seed``)."""
+    """Re-run rows of the ``train`` cell (``key``, main architecture, ``seed``), planned as the stage plans them."""
     p = params["train"]
     arch = params["architectures"][0]
-    n_epochs, peak_lr = resolve(key, p["epochs"], p["lr"])
     graphs = load_graph_cache(key)
-    split = load_split(key, seed)
-    table = pd.read_csv(paths.prune_path(key, seed), dtype={"id": str})
-    recorded = pd.read_csv(paths.train_path(key, arch, seed)).to_dict("records")
+    recorded = {
+        f"{r['method']}@{r['ratio']:g}": r
+        for r in pd.read_csv(paths.train_path(key, arch, seed)).to_dict("records")
+    }
+    planned = plan(
+        key, seed, params["val_protocol"], p["epochs"], p["lr"], p["budget"], p["batch_size"], p["patience"],
+        p["num_threads"], runs,
+    )  # fmt: skip
     ok = True
-    for row in recorded:
-        col = f"{row['method']}@{row['ratio']:g}"
-        if runs is not None and col not in runs:
+    for method, ratio, ids, cfg in planned:
+        col = f"{method}@{ratio:g}"
+        if col not in recorded:
             continue
-        tr, va = kept_sets(table, split, row["method"], float(row["ratio"]), params["val_protocol"])
-        e = budget_epochs(n_epochs, len(tr), len(split["train"]), p["budget"])
-        cfg = train_config(e, p["batch_size"], peak_lr, p["patience"] or e, seed, p["num_threads"])
         t0 = time.perf_counter()
-        new = fit_and_score(arch, p["size"], graphs, tr, va, split["test"], cfg)
-        ok &= _compare(f"train {key} {arch} seed {seed} {col}", row, new, time.perf_counter() - t0)
+        new = fit_and_score(arch, p["size"], graphs, *ids, cfg)
+        ok &= _compare(f"train {key} {arch} seed {seed} {col}", recorded[col], new, time.perf_counter() - t0)
     return ok
 
 

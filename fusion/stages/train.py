@@ -171,6 +171,48 @@ def kept_sets(
     return [i for i in split["train"] if i in kept], [i for i in split["val"] if i in kept]
 
 
+def plan(
+    key: str,
+    seed: int,
+    val_protocol: str = "fixed",
+    epochs: int | str = "tuned",
+    lr: float | str = "tuned",
+    budget: str = "epochs",
+    batch_size: int = 64,
+    patience: int | None = None,
+    num_threads: int | None = 1,
+    runs: Sequence[str] | None = None,
+) -> list[tuple[str, float, Ids, Any]]:
+    """The runs of one ``train`` cell: what :func:`run` trains, and ``tools/check_rows.py`` re-runs.
+
+    Args:
+        key: Dataset key.
+        seed: Split seed (also seeds the initialisation).
+        val_protocol: ``"fixed"`` or ``"pruned"``.
+        epochs: Epochs of the unpruned run, or ``"tuned"``.
+        lr: Peak learning rate, or ``"tuned"``.
+        budget: ``"epochs"`` or ``"steps"`` (see :func:`fusion.stages.common.budget_epochs`).
+        batch_size: Batch size. Defaults to 64.
+        patience: Early-stopping patience in epochs; None = no early stopping.
+        num_threads: Torch threads. Defaults to 1.
+        runs: Keep columns (``method@ratio``) to plan; None = every column of the prune table.
+
+    Returns:
+        ``(method, ratio, (train, val, test) ids, TrainConfig)`` per keep column, in the prune table's order.
+    """
+    n_epochs, peak_lr = resolve(key, epochs, lr)
+    split = load_split(key, seed)
+    table = pd.read_csv(paths.prune_path(key, seed), dtype={"id": str})
+    planned = []
+    for col in (c for c in table.columns if "@" in c and (runs is None or c in runs)):
+        method, ratio = col.split("@")[0], float(col.split("@")[1])
+        tr, va = kept_sets(table, split, method, ratio, val_protocol)
+        e = budget_epochs(n_epochs, len(tr), len(split["train"]), budget)
+        cfg = train_config(e, batch_size, peak_lr, patience or e, seed, num_threads)
+        planned.append((method, ratio, (tr, va, split["test"]), cfg))
+    return planned
+
+
 def run(
     key: str,
     arch: str,
@@ -209,22 +251,11 @@ def run(
     Returns:
         One row per (method, ratio), also written to ``results/train/<key>/<arch>-seed-<s>.csv``.
     """
-    n_epochs, peak_lr = resolve(key, epochs, lr)
     graphs = load_graph_cache(key)
-    split = load_split(key, seed)
-    table = pd.read_csv(paths.prune_path(key, seed), dtype={"id": str})
-    columns = [c for c in table.columns if "@" in c and (runs is None or c in runs)]
-    n_full = len(split["train"])
+    planned = plan(key, seed, val_protocol, epochs, lr, budget, batch_size, patience, num_threads, runs)
     log = RunLog(paths.train_path(key, arch, seed))
-    cells, todo = [], []
-    for col in columns:
-        method, ratio = col.split("@")[0], float(col.split("@")[1])
-        tr, va = kept_sets(table, split, method, ratio, val_protocol)
-        e = budget_epochs(n_epochs, len(tr), n_full, budget)
-        cells.append((method, ratio))
-        todo.append(
-            ((tr, va, split["test"]), train_config(e, batch_size, peak_lr, patience or e, seed, num_threads))
-        )
+    cells = [(method, ratio) for method, ratio, _, _ in planned]
+    todo = [(ids, cfg) for _, _, ids, cfg in planned]
 
     def row(k: int, result: dict[str, Any]) -> dict[str, Any]:
         method, ratio = cells[k]
