@@ -230,7 +230,6 @@ def compute_fingerprints(
     from tqdm.auto import tqdm
 
     from fusion import fingerprints, prune_cache
-    from fusion.parallel import map_ordered
 
     def compute() -> Any:
         species = fingerprints.dataset_species(ds.structures)
@@ -241,17 +240,13 @@ def compute_fingerprints(
             bar.update(len(first))
             keep_sparse = np.count_nonzero(first) < SPARSE_BELOW * first.size
             parts: list[Any] = [sparse.csr_matrix(first) if keep_sparse else first]
-            for a in range(per_block, n, per_block):
-                block = ds.structures[a : a + per_block]
-                if keep_sparse:
-                    # CSR made on the workers: only the nonzero entries travel
-                    # back, and this process never holds the block dense.
-                    size = pool.chunk_size(len(block), 64)
-                    tasks = [(block[b : b + size], species, compression) for b in range(0, len(block), size)]
-                    parts += map_ordered(_soap_csr, tasks, pool.client(len(block)))
-                else:
+            if keep_sparse:
+                parts += _csr_rest(ds.structures[per_block:], species, compression, pool, per_block, bar)
+            else:
+                for a in range(per_block, n, per_block):
+                    block = ds.structures[a : a + per_block]
                     parts.append(_dense_block(block, species, compression, pool))
-                bar.update(len(block))
+                    bar.update(len(block))
         if keep_sparse:
             return sparse.vstack(parts, format="csr")
         return np.concatenate(parts, axis=0)
@@ -278,6 +273,28 @@ def _dense_block(structures: list[Any], species: list[int], compression: str, po
         progress=False,
         chunk_size=pool.chunk_size(len(structures), 64),
         client=pool.client(len(structures)),
+    )
+
+
+def _csr_rest(
+    structures: list[Any], species: list[int], compression: str, pool: Workers, per_block: int, bar: Any
+) -> list[Any]:
+    """SOAP fingerprints of ``structures`` as CSR chunks made on the workers, in order.
+
+    Only the nonzero entries travel back, and this process never holds these
+    rows dense. A sliding window of 4 tasks per worker keeps every worker busy
+    without serialising every chunk's structures at once.
+    """
+    from fusion.parallel import map_ordered
+
+    if not structures:
+        return []
+    client = pool.client(len(structures))
+    size = pool.chunk_size(min(len(structures), per_block), 64)
+    tasks = [(structures[b : b + size], species, compression) for b in range(0, len(structures), size)]
+    window = None if client is None else 4 * max(1, len(client.scheduler_info()["workers"]))
+    return map_ordered(
+        _soap_csr, tasks, client, window=window, on_result=lambda k, _: bar.update(len(tasks[k][0]))
     )
 
 
