@@ -96,3 +96,28 @@ def test_measured_tables(tmp_path):
     nb = scale.neighbours_table(tmp_path)
     assert list(nb["seconds"]) == [900.0, 30.0]
     assert nb.iloc[1]["true neighbour found"] == "97.0 %"
+
+
+def test_worker_overhead_table_and_ratios(tmp_path):
+    assert scale.worker_overhead_table(tmp_path).empty
+    assert set(scale.worker_overhead_values(tmp_path).values()) == {"not measured"}
+    run = {"wall_s": 9.8, "user_s": 9.3, "sys_s": 0.4, "minor_faults": 61917}
+    slow = {"wall_s": 16.1, "user_s": 10.9, "sys_s": 5.1, "minor_faults": 2656562}
+    (tmp_path / "worker_overhead.json").write_text(json.dumps({
+        "allocator": {"structures": 640, "chunk": 64, "glibc_default": run, "dask_worker_65536": slow,
+                      "slowdown_dask_setting": 1.64},
+        "hardware": {"alone_s": 12.1, "two_at_once_s": 11.5, "slowdown_two_at_once": 0.95},
+        "cpu": [{"workers": 1, "structures": 6000, "wall_s": 70.0, "soap_s": 60.0, "main_cpu_s": 71.0,
+                 "worker_cpu_s": 0.0, "worker_sys_s": 0.0},
+                {"workers": 2, "structures": 6000, "wall_s": 49.0, "soap_s": 40.0, "main_cpu_s": 15.0,
+                 "worker_cpu_s": 74.0, "worker_sys_s": 6.0}],
+        "speedup_2_over_1": 1.43, "cpu_ratio_2_over_1": 1.25,
+    }))  # fmt: skip
+    table = scale.worker_overhead_table(tmp_path)
+    assert len(table) == 6
+    assert table["minor page faults"].tolist()[:2] == [61917, 2656562]
+    assert "6,000 structures, 2 worker(s)" in table["run"].iloc[-1]
+    assert scale.worker_overhead_values(tmp_path) == {
+        "overhead_dask_trim": "1.64x", "overhead_two_at_once": "0.95x",
+        "overhead_speedup": "1.43x", "overhead_cpu_ratio": "1.25x",
+    }  # fmt: skip

@@ -333,3 +333,59 @@ def status(folder: str | Path = "benchmarks/results") -> dict[str, str]:
         )
     sources = "; ".join(f"{k}: {v}" for k, v in rates["sources"].items()) or "no benchmark results"
     return {"scale_status": said, "scale_sources": sources}
+
+
+def worker_overhead_table(folder: str | Path = "benchmarks/results") -> pd.DataFrame:
+    """What limits the 1 -> 2 worker speed-up (``benchmarks/bench_worker_overhead.py``), one row per run.
+
+    Args:
+        folder: The committed benchmark results. Defaults to ``benchmarks/results``.
+
+    Returns:
+        Rows for the allocator pair (the same SOAP chunks with glibc's default
+        and with Dask's ``MALLOC_TRIM_THRESHOLD_``), the hardware pair (one job
+        alone, two at once) and the featurisation on 1 and 2 workers, with wall
+        and CPU seconds; empty without the file.
+    """
+    res = _read(Path(folder), "worker_overhead")
+    if not res:
+        return pd.DataFrame()
+    a, h = res["allocator"], res["hardware"]
+    what = f"SOAP of {a['structures']} structures in chunks of {a['chunk']}, one process"
+    rows = [
+        {"run": f"{what}, glibc's default", "wall (s)": a["glibc_default"]["wall_s"],
+         "kernel CPU (s)": a["glibc_default"]["sys_s"], "minor page faults": a["glibc_default"]["minor_faults"]},
+        {"run": f"{what}, MALLOC_TRIM_THRESHOLD_=65536 (Dask's worker setting)",
+         "wall (s)": a["dask_worker_65536"]["wall_s"], "kernel CPU (s)": a["dask_worker_65536"]["sys_s"],
+         "minor page faults": a["dask_worker_65536"]["minor_faults"]},
+        {"run": "the same SOAP job alone", "wall (s)": h["alone_s"]},
+        {"run": "two copies at once in two processes (the slower)", "wall (s)": h["two_at_once_s"]},
+    ]  # fmt: skip
+    rows += [
+        {
+            "run": f"featurisation of {r['structures']:,} structures, {r['workers']} worker(s)",
+            "wall (s)": r["wall_s"],
+            "CPU of the main process (s)": r["main_cpu_s"],
+            "CPU of the workers (s)": r["worker_cpu_s"],
+            "kernel CPU (s)": r["worker_sys_s"] if r["workers"] > 1 else None,
+        }
+        for r in res["cpu"]
+    ]
+    cols = ["run", "wall (s)", "CPU of the main process (s)", "CPU of the workers (s)", "kernel CPU (s)",
+            "minor page faults"]  # fmt: skip
+    return pd.DataFrame(rows).reindex(columns=cols)
+
+
+def worker_overhead_values(folder: str | Path = "benchmarks/results") -> dict[str, str]:
+    """Glue values of :func:`worker_overhead_table`'s ratios ("not measured" without the file)."""
+    res = _read(Path(folder), "worker_overhead")
+    keys = ("overhead_dask_trim", "overhead_two_at_once", "overhead_speedup", "overhead_cpu_ratio")
+    if not res:
+        return dict.fromkeys(keys, "not measured")
+    values = (
+        res["allocator"]["slowdown_dask_setting"],
+        res["hardware"]["slowdown_two_at_once"],
+        res["speedup_2_over_1"],
+        res["cpu_ratio_2_over_1"],
+    )
+    return {k: f"{v:.2f}x" for k, v in zip(keys, values, strict=True)}
