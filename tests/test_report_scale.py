@@ -120,4 +120,5 @@ def test_worker_overhead_table_and_ratios(tmp_path):
     assert scale.worker_overhead_values(tmp_path) == {
         "overhead_dask_trim": "1.64x", "overhead_two_at_once": "0.95x",
         "overhead_speedup": "1.43x", "overhead_cpu_ratio": "1.25x",
+        "overhead_cores_1": "1.01", "overhead_cores_2": "1.82",  # (71 + 0) / 70 and (15 + 74) / 49
     }  # fmt: skip

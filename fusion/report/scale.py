@@ -377,15 +377,25 @@ def worker_overhead_table(folder: str | Path = "benchmarks/results") -> pd.DataF
 
 
 def worker_overhead_values(folder: str | Path = "benchmarks/results") -> dict[str, str]:
-    """Glue values of :func:`worker_overhead_table`'s ratios ("not measured" without the file)."""
+    """Glue values of :func:`worker_overhead_table`: its ratios, and the cores each featurisation kept busy.
+
+    ``overhead_cores_1`` / ``overhead_cores_2``: CPU seconds of all processes
+    over the wall time, on 1 and on 2 workers. All "not measured" without the file.
+    """
     res = _read(Path(folder), "worker_overhead")
-    keys = ("overhead_dask_trim", "overhead_two_at_once", "overhead_speedup", "overhead_cpu_ratio")
+    keys = ("overhead_dask_trim", "overhead_two_at_once", "overhead_speedup", "overhead_cpu_ratio",
+            "overhead_cores_1", "overhead_cores_2")  # fmt: skip
     if not res:
         return dict.fromkeys(keys, "not measured")
-    values = (
+    one, two = res["cpu"]
+    ratios = (
         res["allocator"]["slowdown_dask_setting"],
         res["hardware"]["slowdown_two_at_once"],
         res["speedup_2_over_1"],
         res["cpu_ratio_2_over_1"],
     )
-    return {k: f"{v:.2f}x" for k, v in zip(keys, values, strict=True)}
+    cores = [(r["main_cpu_s"] + r["worker_cpu_s"]) / r["wall_s"] for r in (one, two)]
+    return {k: f"{v:.2f}x" for k, v in zip(keys[:4], ratios, strict=True)} | {
+        "overhead_cores_1": f"{cores[0]:.2f}",
+        "overhead_cores_2": f"{cores[1]:.2f}",
+    }
