@@ -115,8 +115,10 @@ def test_worker_overhead_table_and_ratios(tmp_path):
     }))  # fmt: skip
     table = scale.worker_overhead_table(tmp_path)
     assert len(table) == 6
-    assert table["minor page faults"].tolist()[:2] == [61917, 2656562]
-    assert "6,000 structures, 2 worker(s)" in table["run"].iloc[-1]
+    assert table["page faults"].tolist()[:2] == ["61,917", "2,656,562"]
+    assert table["page faults"].isna().tolist()[2:] == [True] * 4  # shown as the page's "–"
+    assert table["run"].iloc[-1] == "featurisation of 6,000, 2 workers"
+    assert table["CPU workers (s)"].iloc[-1] == 74.0
     assert scale.worker_overhead_values(tmp_path) == {
         "overhead_dask_trim": "1.64x", "overhead_two_at_once": "0.95x",
         "overhead_speedup": "1.43x", "overhead_cpu_ratio": "1.25x",

@@ -351,29 +351,30 @@ def worker_overhead_table(folder: str | Path = "benchmarks/results") -> pd.DataF
     if not res:
         return pd.DataFrame()
     a, h = res["allocator"], res["hardware"]
-    what = f"SOAP of {a['structures']} structures in chunks of {a['chunk']}, one process"
+    soap = f"SOAP of {a['structures']:,}"
     rows = [
-        {"run": f"{what}, glibc's default", "wall (s)": a["glibc_default"]["wall_s"],
-         "kernel CPU (s)": a["glibc_default"]["sys_s"], "minor page faults": a["glibc_default"]["minor_faults"]},
-        {"run": f"{what}, MALLOC_TRIM_THRESHOLD_=65536 (Dask's worker setting)",
-         "wall (s)": a["dask_worker_65536"]["wall_s"], "kernel CPU (s)": a["dask_worker_65536"]["sys_s"],
-         "minor page faults": a["dask_worker_65536"]["minor_faults"]},
-        {"run": "the same SOAP job alone", "wall (s)": h["alone_s"]},
-        {"run": "two copies at once in two processes (the slower)", "wall (s)": h["two_at_once_s"]},
+        {"run": f"{soap}, glibc's default", "wall (s)": a["glibc_default"]["wall_s"],
+         "kernel CPU (s)": a["glibc_default"]["sys_s"], "page faults": a["glibc_default"]["minor_faults"]},
+        {"run": f"{soap}, MALLOC_TRIM_THRESHOLD_ 65536", "wall (s)": a["dask_worker_65536"]["wall_s"],
+         "kernel CPU (s)": a["dask_worker_65536"]["sys_s"], "page faults": a["dask_worker_65536"]["minor_faults"]},
+        {"run": f"{soap}, alone", "wall (s)": h["alone_s"]},
+        {"run": f"{soap}, two at once (the slower)", "wall (s)": h["two_at_once_s"]},
     ]  # fmt: skip
     rows += [
         {
-            "run": f"featurisation of {r['structures']:,} structures, {r['workers']} worker(s)",
+            "run": f"featurisation of {r['structures']:,}, {r['workers']} worker{'s' if r['workers'] > 1 else ''}",
             "wall (s)": r["wall_s"],
-            "CPU of the main process (s)": r["main_cpu_s"],
-            "CPU of the workers (s)": r["worker_cpu_s"],
+            "CPU main (s)": r["main_cpu_s"],
+            "CPU workers (s)": r["worker_cpu_s"] if r["workers"] > 1 else None,
             "kernel CPU (s)": r["worker_sys_s"] if r["workers"] > 1 else None,
         }
         for r in res["cpu"]
     ]
-    cols = ["run", "wall (s)", "CPU of the main process (s)", "CPU of the workers (s)", "kernel CPU (s)",
-            "minor page faults"]  # fmt: skip
-    return pd.DataFrame(rows).reindex(columns=cols)
+    cols = ["run", "wall (s)", "CPU main (s)", "CPU workers (s)", "kernel CPU (s)", "page faults"]
+    table = pd.DataFrame(rows).reindex(columns=cols)
+    # Integers without a trailing ".0", and "–" (the page's missing-value sign) where a run has none.
+    table["page faults"] = [f"{int(v):,}" if pd.notna(v) else float("nan") for v in table["page faults"]]
+    return table
 
 
 def worker_overhead_values(folder: str | Path = "benchmarks/results") -> dict[str, str]:
