@@ -9,8 +9,8 @@ import pytest
 import torch
 from conftest import Splits, mean_predictor_mae, perovskite_graph_splits, short_training
 
-from fusion.models import build_model
 from fusion.batching import GraphLoader
+from fusion.models import build_model
 from fusion.train import TrainConfig, TrainResult, eval_batch_size, predict, seed_everything, train
 
 
