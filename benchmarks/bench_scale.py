@@ -59,11 +59,16 @@ SYNTHETIC_BLOCK = 2000
 
 
 class PeakMemory:
-    """Sample the resident set of this process and all its descendants (bytes)."""
+    """Sample the resident set of this process and all its descendants (bytes).
+
+    Also keeps the last-seen CPU seconds ``(user, system)`` of each descendant
+    process by pid (``children_cpu``): a worker's CPU is lost once it exits.
+    """
 
     def __init__(self, every: float = 0.2) -> None:
         self.every, self.peak, self._stop = every, 0, threading.Event()
         self.peak_at = 0.0  # seconds from the start to the peak
+        self.children_cpu: dict[int, tuple[float, float]] = {}
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -74,6 +79,9 @@ class PeakMemory:
             for p in [me, *me.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):  # a worker may exit between the two calls
                     total += p.memory_info().rss
+                    if p.pid != me.pid:
+                        t = p.cpu_times()
+                        self.children_cpu[p.pid] = (t.user, t.system)
             if total > self.peak:
                 self.peak, self.peak_at = total, time.perf_counter() - t0
             self._stop.wait(self.every)

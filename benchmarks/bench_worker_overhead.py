@@ -35,7 +35,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -45,7 +44,7 @@ import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_scale import all_records, code_version, featurise
+from bench_scale import PeakMemory, all_records, code_version, featurise
 
 RESULTS = Path(__file__).parent / "results"
 CHUNK = 64
@@ -132,34 +131,6 @@ def hardware(sample: Path, n: int, rounds: int) -> dict[str, Any]:
     return {"alone_s": round(a, 2), "two_at_once_s": round(b, 2), "slowdown_two_at_once": round(b / a, 2)}
 
 
-class _ChildCPU:
-    """CPU seconds (user + system) of every descendant process, sampled every 0.2 s until stopped."""
-
-    def __init__(self) -> None:
-        self.seen: dict[int, tuple[float, float]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            for p in me.children(recursive=True):
-                try:
-                    t = p.cpu_times()
-                    self.seen[p.pid] = (t.user, t.system)
-                except psutil.Error:
-                    pass
-            self._stop.wait(0.2)
-
-    def __enter__(self) -> _ChildCPU:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def cpu_accounting(n: int, seed: int = 1) -> list[dict[str, Any]]:
     """Part 3: ``bench_scale.featurise`` of a seeded sample on 1 and 2 workers, with the CPU of each process kind."""
     recs = all_records(None)
@@ -167,7 +138,7 @@ def cpu_accounting(n: int, seed: int = 1) -> list[dict[str, Any]]:
     rows = []
     for n_workers in (1, 2):
         me = psutil.Process()
-        with _ChildCPU() as children:
+        with PeakMemory() as sampler:
             t0, w0 = me.cpu_times(), time.perf_counter()
             entry, _ = featurise(pick, n_workers)
             wall, t1 = time.perf_counter() - w0, me.cpu_times()
@@ -178,8 +149,8 @@ def cpu_accounting(n: int, seed: int = 1) -> list[dict[str, Any]]:
                 "wall_s": round(wall, 1),
                 "soap_s": entry["soap_seconds"],
                 "main_cpu_s": round((t1.user + t1.system) - (t0.user + t0.system), 1),
-                "worker_cpu_s": round(sum(u + s for u, s in children.seen.values()), 1),
-                "worker_sys_s": round(sum(s for _, s in children.seen.values()), 1),
+                "worker_cpu_s": round(sum(u + s for u, s in sampler.children_cpu.values()), 1),
+                "worker_sys_s": round(sum(s for _, s in sampler.children_cpu.values()), 1),
             }
         )
         print(rows[-1], flush=True)
