@@ -17,7 +17,7 @@ offline, and can be mailed as is. Sections, in order:
   crosses epsilon where the removal set ends);
 * **Target distribution**: histograms of the kept and removed targets per ratio;
 * **Fingerprint map**: the first two principal components of the SOAP
-  fingerprints (:func:`fusion.report.explore.pca`), kept and removed coloured;
+  fingerprints (:func:`fusion.report.pca.pca`), kept and removed coloured;
 * **Warnings** and, with a working folder, what was reused.
 
 A panel whose quantity the method does not compute (``random`` has neither U
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fusion.prune_options import capped_text
-from fusion.report.explore import pca
+from fusion.report.pca import pca
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -10,7 +10,7 @@ from conftest import make_cif_folder
 from test_prune_api import fake_surrogate, tiny_dataset  # noqa: F401 - the fixture
 
 from fusion import cli, prune_api, prune_report
-from fusion.report.explore import pca
+from fusion.report.pca import pca
 
 T = prune_report.TITLES
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from fusion.report import explore
+from fusion.report.pca import pca
 
 N = 12
 
@@ -104,16 +105,16 @@ def test_projection_is_pca_with_a_sign_that_does_not_depend_on_the_solver():
     rng = np.random.default_rng(1)
     t = rng.normal(size=40)
     X = np.outer(t, [3.0, 0.0, 1.0]) + 0.05 * rng.normal(size=(40, 3))
-    coords, explained = explore.pca(X)
+    coords, explained = pca(X)
     assert explained[0] > 0.95
     assert explained.sum() <= 1 + 1e-9
     assert abs(np.corrcoef(coords[:, 0], t)[0, 1]) > 0.99
     # The same rows, mirrored or shifted, give the same picture.
     for other in (-X, X + 7.0):
-        np.testing.assert_allclose(explore.pca(other)[0], coords, atol=1e-8)
+        np.testing.assert_allclose(pca(other)[0], coords, atol=1e-8)
     for j in range(2):
         assert coords[np.argmax(np.abs(coords[:, j])), j] > 0
-    assert explore.pca(X[:1])[0].shape == (1, 2)
+    assert pca(X[:1])[0].shape == (1, 2)
 
 
 def test_figure_html_carries_no_plotly_js_and_no_remote_address():

@@ -11,7 +11,7 @@ from test_prune_api import tiny_dataset
 from fusion import prune_api, prune_steps
 from fusion.baselines import k_center_greedy
 from fusion.neighbors import nearest_neighbor_distance
-from fusion.report.explore import pca
+from fusion.report.pca import pca
 
 
 def _sparse_rows(n=300, d=3000, density=0.03, seed=0):

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from fusion.report import palette
+from fusion.report.pca import pca
 
 #: Colours of the map (Okabe-Ito): kept, removed, and structures outside the prunable pool.
 KEPT = palette.OKABE_ITO["blue"]
@@ -56,68 +57,6 @@ class MapInfo:
     columns: tuple[str, ...]
     shown_first: str | None
     explained: tuple[float, float]
-
-
-def pca(X: np.ndarray, k: int = 2, max_fit: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``k`` principal components of the rows of ``X``, with a deterministic sign.
-
-    The axes are fitted on at most ``max_fit`` rows (a seeded sample; all rows
-    when there are fewer), through the centred Gram matrix of those rows
-    (``m x m``: cheap for tens of thousands of features), and every row is then
-    projected on them, in chunks. So memory and time stay bounded for 10^4-10^5
-    fingerprints, and up to ``max_fit`` rows this is exact PCA. Each axis is
-    oriented so that its coordinate of largest magnitude is positive: the same
-    rows give the same picture, mirrored or shifted (an eigensolver may return
-    either sign).
-
-    Args:
-        X: ``[n, d]`` rows (any float dtype; an array or a sparse matrix).
-        k: Components. Defaults to 2.
-        max_fit: Rows the axes are fitted on. Defaults to 2,000.
-        seed: Seed of that sample. Defaults to 0.
-
-    Returns:
-        ``(coords [n, k], explained_variance_ratio [k])`` (of the fitted rows);
-        zeros past the rank, and for fewer than two rows.
-    """
-    from scipy import sparse
-
-    is_sparse = sparse.issparse(X)
-    X = sparse.csr_matrix(X) if is_sparse else np.asarray(X)
-    n = X.shape[0]
-    coords, explained = np.zeros((n, k)), np.zeros(k)
-    if n < 2:
-        return coords, explained
-    fit = (
-        np.sort(np.random.default_rng(seed).choice(n, max_fit, replace=False))
-        if n > max_fit
-        else np.arange(n)
-    )
-    S = X[fit]
-    gram = (S @ S.T).toarray() if is_sparse else S @ S.T
-    gram = np.asarray(gram, dtype=np.float64)
-    row = gram.mean(axis=0)
-    centred = gram - row[None, :] - row[:, None] + row.mean()
-    vals, vecs = np.linalg.eigh((centred + centred.T) / 2)
-    order = np.argsort(vals)[::-1][:k]
-    vals, vecs = np.clip(vals[order], 0.0, None), vecs[:, order]
-    keep = vals > vals.max(initial=0.0) * 1e-12
-    if not keep.any():
-        return coords, explained
-    vals, vecs = vals[keep], vecs[:, keep]
-    mean = np.asarray(S.mean(axis=0, dtype=np.float64)).ravel()
-    # Axes in feature space: (S - mean)^T v / sqrt(lambda), without copying S.
-    axes = (S.T @ vecs - np.outer(mean, vecs.sum(axis=0))) / np.sqrt(vals)[None, :]
-    m = len(vals)
-    for a in range(0, n, 4096):
-        coords[a : a + 4096, :m] = X[a : a + 4096] @ axes - mean @ axes
-    for j in range(m):
-        if coords[np.argmax(np.abs(coords[:, j])), j] < 0:
-            coords[:, j] *= -1
-    total = float(np.trace(centred))
-    if total > 0:
-        explained[:m] = vals / total
-    return coords, explained
 
 
 def _keep_columns(table: pd.DataFrame) -> list[str]:
@@ -155,7 +94,7 @@ def fingerprint_map(
 ) -> tuple[Any, MapInfo]:
     """A hoverable 2-D map of one dataset's fingerprints, kept and removed for a chosen method and ratio.
 
-    Draws the first two principal components (:func:`pca`) of the
+    Draws the first two principal components (:func:`~fusion.report.pca.pca`) of the
     fingerprints of at most ``max_points`` records (a sample drawn with ``seed``
     when there are more). The records of the prunable pool (the rows of
     ``prune``) are coloured kept or removed by one ``<method>@<ratio>`` column;
