@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from conftest import cscl, make_cif_folder, rocksalt
 
-from fusion import cli
+from fusion import cli, cli_parser
 
 BROKEN_CIF = "data_broken\n_cell_length_a 3.0\nloop_\n_atom_site_label\nthis is not a cif\n"
 N = 12
@@ -322,7 +322,7 @@ def test_help_documents(capsys):
         "reuses them",
     ):
         assert needle in text
-    for name in cli.MODEL_NAMES:
+    for name in cli_parser.MODEL_NAMES:
         assert name in text
     from fusion.prune_options import METHODS
 
@@ -342,4 +342,4 @@ def test_version(capsys):
 def test_model_names_match_the_registry():
     from fusion.models import available
 
-    assert tuple(available()) == cli.MODEL_NAMES
+    assert tuple(available()) == cli_parser.MODEL_NAMES

@@ -8,7 +8,7 @@ import dask
 import pytest
 from conftest import make_cif_folder
 
-from fusion import cli, prune_api
+from fusion import cli, cli_parser, prune_api
 
 FAST = {"epochs": 1, "batch_size": 4, "device": "cpu"}
 
@@ -105,7 +105,7 @@ def test_bad_scheduler_exits_2_before_reading_data(argv, env, message, tmp_path,
 
 
 def test_n_jobs_defaults_to_every_core(capsys):
-    args = cli._build_parser().parse_args(["prune", "--data", "d", "--target", "t", "--out-dir", "o"])
+    args = cli_parser.build_parser().parse_args(["prune", "--data", "d", "--target", "t", "--out-dir", "o"])
     assert args.n_jobs == -1
     assert args.scheduler is None
     assert args.workdir is None
