@@ -41,12 +41,14 @@ Performance page; every assumption is a line here:
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from fusion.neighbors import SPARSE_EXACT_THRESHOLD
+from fusion.report.inputs import read_json
 
 FEATURES = 252
 """``mu2`` SOAP features (element-agnostic, fixed width): the fingerprint size without ``bench_scale.py``."""
@@ -55,11 +57,6 @@ TRAIN_ATOMS = 5.0
 """Atoms per cell of the training-throughput benchmark (perov5_castelli)."""
 WORKER_MEMORY_GB = 64.0
 """Memory of one worker node assumed for "the index fits" (a common cluster node)."""
-
-
-def _read(folder: Path, name: str) -> dict[str, Any] | None:
-    path = folder / f"{name}.json"
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def measured_rates(folder: str | Path = "benchmarks/results") -> dict[str, Any]:
@@ -79,8 +76,8 @@ def measured_rates(folder: str | Path = "benchmarks/results") -> dict[str, Any]:
     """
     folder = Path(folder)
     out: dict[str, Any] = {"sources": {}, "nn_approx": None, "bytes_per_structure": FEATURES * 4}
-    scale = _read(folder, "scale")
-    fp = _read(folder, "fingerprints")
+    scale = read_json(folder / "scale.json")
+    fp = read_json(folder / "fingerprints.json")
     if scale and scale.get("real"):
         one, two = scale["real"][0], scale["real"][1]
         out["soap_per_s"] = one["soap_structures_per_s"]
@@ -104,7 +101,7 @@ def measured_rates(folder: str | Path = "benchmarks/results") -> dict[str, Any]:
         out["sources"]["soap"] = "bench_fingerprints.py: 300 mp_mtcgcnn structures, mu2"
     else:
         out["soap_per_s"] = out["efficiency_2"] = None
-    sel = _read(folder, "selection")
+    sel = read_json(folder / "selection.json")
     rows = sel["fusion"] if sel else []
     out["nn_exact"] = [(r["n"], r["nn_seconds"]) for r in rows if r["nn_search"] == "exact"]
     ivf = [r for r in rows if r["n"] == 1_000_000]
@@ -112,7 +109,7 @@ def measured_rates(folder: str | Path = "benchmarks/results") -> dict[str, Any]:
     out["selection_1e6"] = ivf[0]["prefix_search_seconds"] if ivf else None
     if sel:
         out["sources"]["nn"] = "bench_selection.py: random unit 252-d vectors"
-    tr = _read(folder, "train_throughput")
+    tr = read_json(folder / "train_throughput.json")
     out["train_graphs_per_s"] = tr["graphs_per_second"]["cgcnn"] if tr else None
     if tr:
         out["sources"]["surrogate"] = (
@@ -123,8 +120,6 @@ def measured_rates(folder: str | Path = "benchmarks/results") -> dict[str, Any]:
 
 def _nn_seconds(n: float, rates: dict[str, Any]) -> tuple[float, str]:
     """Nearest-neighbour seconds on one worker, and the search used."""
-    from fusion.neighbors import SPARSE_EXACT_THRESHOLD
-
     if rates.get("nn_exact_sparse") and n <= SPARSE_EXACT_THRESHOLD:
         n0, t0 = rates["nn_exact_sparse"]
         return t0 * (n / n0) ** 2, "exact"
@@ -263,7 +258,7 @@ def measured_table(folder: str | Path = "benchmarks/results") -> pd.DataFrame:
         Structures, seconds per step, SOAP rate, fingerprint size, peak memory
         (GB) and the speed-up over one worker.
     """
-    scale = _read(Path(folder), "scale")
+    scale = read_json(Path(folder, "scale.json"))
     if not scale or not scale.get("real"):
         return pd.DataFrame()
     real = scale["real"]
@@ -294,9 +289,7 @@ def neighbours_table(folder: str | Path = "benchmarks/results") -> pd.DataFrame:
         records whose true nearest neighbour was found, and the share of the
         exact search's removed set that the approximate one also removes.
     """
-    from fusion.neighbors import SPARSE_EXACT_THRESHOLD
-
-    scale = _read(Path(folder), "scale")
+    scale = read_json(Path(folder, "scale.json"))
     nb = (scale or {}).get("neighbours")
     if not nb:
         return pd.DataFrame()
@@ -307,10 +300,10 @@ def neighbours_table(folder: str | Path = "benchmarks/results") -> pd.DataFrame:
                 f"projection + IVF (used above {SPARSE_EXACT_THRESHOLD:,})",
             ],
             "seconds": [nb["nn_exact_seconds"], nb["nn_approx_seconds"]],
-            "true neighbour found": ["100 %", f"{nb['nn_approx_recall']:.1%}".replace("%", " %")],
+            "true neighbour found": ["100 %", f"{100 * nb['nn_approx_recall']:.1f} %"],
             f"removed at {nb['ratio']} as exact": [
-                f"{1:.2%}".replace("%", " %"),
-                f"{nb['removed_overlap_approx_vs_exact']:.2%}".replace("%", " %"),
+                "100.00 %",
+                f"{100 * nb['removed_overlap_approx_vs_exact']:.2f} %",
             ],
         }
     )
@@ -318,7 +311,7 @@ def neighbours_table(folder: str | Path = "benchmarks/results") -> pd.DataFrame:
 
 def status(folder: str | Path = "benchmarks/results") -> dict[str, str]:
     """Sentences for the page: whether the real-data run exists, and where each rate comes from."""
-    scale = _read(Path(folder), "scale")
+    scale = read_json(Path(folder, "scale.json"))
     rates = measured_rates(folder)
     if scale and scale.get("real"):
         said = (
@@ -347,7 +340,7 @@ def worker_overhead_table(folder: str | Path = "benchmarks/results") -> pd.DataF
         alone, two at once) and the featurisation on 1 and 2 workers, with wall
         and CPU seconds; empty without the file.
     """
-    res = _read(Path(folder), "worker_overhead")
+    res = read_json(Path(folder, "worker_overhead.json"))
     if not res:
         return pd.DataFrame()
     a, h = res["allocator"], res["hardware"]
@@ -383,7 +376,7 @@ def worker_overhead_values(folder: str | Path = "benchmarks/results") -> dict[st
     ``overhead_cores_1`` / ``overhead_cores_2``: CPU seconds of all processes
     over the wall time, on 1 and on 2 workers. All "not measured" without the file.
     """
-    res = _read(Path(folder), "worker_overhead")
+    res = read_json(Path(folder, "worker_overhead.json"))
     keys = ("overhead_dask_trim", "overhead_two_at_once", "overhead_speedup", "overhead_cpu_ratio",
             "overhead_cores_1", "overhead_cores_2")  # fmt: skip
     if not res:
