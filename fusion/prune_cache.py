@@ -47,7 +47,7 @@ import json
 import logging
 import os
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -59,11 +59,17 @@ from fusion import __version__
 T = TypeVar("T")
 
 #: Bump when an artefact's format or meaning changes: every old key then misses.
-CACHE_VERSION = 1
+#: 2: dense fingerprints are a ``.npy`` file streamed block by block (was ``.npz``).
+CACHE_VERSION = 2
 #: The artefacts, in the order a run computes them.
 ARTEFACTS = ("structures", "fingerprints", "graphs", "surrogate")
-#: File suffix of each artefact.
-SUFFIX = {"structures": ".pkl", "graphs": ".pt", "fingerprints": ".npz", "surrogate": ".pt"}
+#: File suffixes of each artefact: fingerprints are ``.npy`` when dense, ``.npz`` (CSR) when sparse.
+SUFFIX = {
+    "structures": (".pkl",),
+    "graphs": (".pt",),
+    "fingerprints": (".npy", ".npz"),
+    "surrogate": (".pt",),
+}
 
 #: The modules (paths under the package folder) whose source decides each artefact.
 CODE = {
@@ -209,9 +215,9 @@ class WorkDir:
     root: Path
     record: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def path(self, kind: str, key: str) -> Path:
-        """Where the artefact of ``kind`` with ``key`` lives."""
-        return self.root / f"{kind}-{key[:24]}{SUFFIX[kind]}"
+    def path(self, kind: str, key: str, suffix: str | None = None) -> Path:
+        """Where the artefact of ``kind`` with ``key`` lives (``suffix``: one of :data:`SUFFIX`, default the first)."""
+        return self.root / f"{kind}-{key[:24]}{suffix or SUFFIX[kind][0]}"
 
     def fetch(
         self,
@@ -234,18 +240,70 @@ class WorkDir:
             The artefact.
         """
         key = cache_key(kind, parts)
+        found, value = self._lookup(kind, key, load)
+        if found:
+            return value
+        value = compute()
         path = self.path(kind, key)
-        if path.exists():
+        atomic_write(path, lambda tmp: save(value, tmp))
+        self._computed(kind, key, parts, path)
+        return value
+
+    def fetch_written(
+        self, kind: str, parts: dict[str, Any], write: Callable[[Path], Path], load: Callable[[Path], T]
+    ) -> T:
+        """Like :meth:`fetch` for an artefact computed straight into its file, so it is never whole in memory.
+
+        Args:
+            kind: One of :data:`ARTEFACTS`.
+            parts: What it depends on (:func:`cache_key`).
+            write: Given a temporary path without suffix, computes the
+                artefact into that path plus one of the kind's :data:`SUFFIX`
+                and returns the path it wrote.
+            load: Reads it back (this is what the call returns, also right
+                after computing).
+
+        Returns:
+            ``load`` of the artefact's file.
+        """
+        key = cache_key(kind, parts)
+        found, value = self._lookup(kind, key, load)
+        if found:
+            return value
+        self.root.mkdir(parents=True, exist_ok=True)
+        stem = self.root / f".{kind}-{key[:24]}.{os.getpid()}.tmp"
+        try:
+            written = write(stem)
+            if written.suffix not in SUFFIX[kind]:
+                raise ValueError(f"{kind} written as {written.name}: expected a suffix of {SUFFIX[kind]}")
+            path = self.path(kind, key, written.suffix)
+            os.replace(written, path)
+            for other in set(SUFFIX[kind]) - {written.suffix}:  # e.g. a damaged one of the other format
+                self.path(kind, key, other).unlink(missing_ok=True)
+        finally:
+            for leftover in self.root.glob(stem.name + "*"):
+                leftover.unlink()
+        self._computed(kind, key, parts, path)
+        return load(path)
+
+    def _lookup(self, kind: str, key: str, load: Callable[[Path], T]) -> tuple[bool, T | None]:
+        """``(True, artefact)`` when a readable artefact of ``kind`` with ``key`` is saved, else ``(False, None)``."""
+        for suffix in SUFFIX[kind]:
+            path = self.path(kind, key, suffix)
+            if not path.exists():
+                continue
             try:
                 value = load(path)
             except Exception as exc:  # a damaged artefact is recomputed
                 log.warning("%s: unreadable cached %s (%s); recomputing", path, kind, exc)
-            else:
-                log.info("reused %s from %s", kind, path)
-                self.record[kind] = {"status": "reused", "path": str(path), "key": key}
-                return value
-        value = compute()
-        atomic_write(path, lambda tmp: save(value, tmp))
+                continue
+            log.info("reused %s from %s", kind, path)
+            self.record[kind] = {"status": "reused", "path": str(path), "key": key}
+            return True, value
+        return False, None
+
+    def _computed(self, kind: str, key: str, parts: dict[str, Any], path: Path) -> None:
+        """Write the sidecar ``<name>.json`` of a newly saved artefact and record it."""
         sidecar = {"kind": kind, "key": key, **_versions(kind), **parts}
         atomic_write(
             path.with_name(path.name + ".json"),
@@ -253,7 +311,6 @@ class WorkDir:
         )
         log.info("saved %s to %s", kind, path)
         self.record[kind] = {"status": "computed", "path": str(path), "key": key}
-        return value
 
 
 def save_pickle(obj: Any, path: Path) -> None:
@@ -268,24 +325,59 @@ def load_pickle(path: Path) -> Any:
         return pickle.load(f)  # the working folder's own artefacts
 
 
-def save_array(X: Any, path: Path) -> None:
-    """Save fingerprints to ``path`` as ``.npz``: a dense array (key ``X``) or a CSR matrix (scipy's format)."""
+def write_rows(path: Path, shape: tuple[int, int], blocks: Iterable[np.ndarray]) -> Path:
+    """Write a float32 ``.npy`` file of ``shape`` from row blocks, one block in memory at a time.
+
+    The header goes first and each block is appended as it comes, so the whole
+    array never exists in memory (a written file's pages are the OS's page
+    cache, not this process's memory).
+
+    Args:
+        path: The file (``.npy``).
+        shape: ``(rows, columns)`` of the whole array.
+        blocks: Row blocks in order, ``columns`` wide, ``rows`` rows together.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: If the blocks do not fill ``shape`` exactly.
+    """
+    dtype = np.dtype("<f4")
+    rows = 0
+    with open(path, "wb") as f:
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
+        np.lib.format.write_array_header_1_0(f, header)
+        for block in blocks:
+            if block.ndim != 2 or block.shape[1] != shape[1]:
+                raise ValueError(f"{path.name}: a block of shape {block.shape} in an array of shape {shape}")
+            f.write(np.ascontiguousarray(block, dtype=dtype).tobytes())
+            rows += len(block)
+    if rows != shape[0]:
+        raise ValueError(f"{path.name}: {rows} rows written for an array of shape {shape}")
+    return path
+
+
+def save_sparse(X: Any, path: Path) -> Path:
+    """Save a CSR matrix to ``path`` (``.npz``, scipy's format, uncompressed)."""
     from scipy import sparse
 
     with open(path, "wb") as f:
-        if sparse.issparse(X):
-            sparse.save_npz(f, X.tocsr(), compressed=False)
-        else:
-            np.savez(f, X=X)
+        sparse.save_npz(f, X.tocsr(), compressed=False)
+    return path
 
 
 def load_array(path: Path) -> Any:
-    """Read what :func:`save_array` saved: the dense array or the CSR matrix."""
+    """Read fingerprints: a ``.npy`` file as a read-only memory map, an ``.npz`` one as a CSR matrix.
+
+    The memory map reads rows from disk as they are used, so the fingerprints
+    of a large dataset need not fit in memory: the exact nearest-neighbour
+    search reads them block by block.
+    """
     from scipy import sparse
 
-    with np.load(path, allow_pickle=False) as z:
-        if "X" in z.files:
-            return z["X"]
+    if path.suffix == ".npy":
+        return np.load(path, mmap_mode="r", allow_pickle=False)
     return sparse.load_npz(path).tocsr()
 
 

@@ -223,40 +223,57 @@ def compute_fingerprints(
     follows in dense blocks of the same size. The values are the same as the
     dense rows'.
 
+    Dense blocks never pile up: with a working folder each is appended to the
+    artefact's ``.npy`` file as it comes (:func:`fusion.prune_cache.write_rows`)
+    and the result is a read-only memory map of that file, so this step holds
+    one block in memory however large the dataset; without one, each is copied
+    into the one preallocated result.
+
     Returns:
-        A float32 ``[n, F]`` array, or a CSR matrix of the same values.
+        A float32 ``[n, F]`` array (a ``numpy.memmap`` with a working folder),
+        or a CSR matrix of the same values.
     """
     from scipy import sparse
     from tqdm.auto import tqdm
 
     from fusion import fingerprints, prune_cache
 
-    def compute() -> Any:
+    def compute(stem: Path | None) -> Any:
+        """The fingerprints, or with ``stem`` the path of the file they were written to."""
         species = fingerprints.dataset_species(ds.structures)
         n = len(ds)
         per_block = max(MIN_BLOCK, FINGERPRINT_BLOCK // (4 * fingerprints.n_features(species, compression)))
         with tqdm(total=n, disable=not progress, desc=f"SOAP ({compression})", unit="struct") as bar:
             first = _dense_block(ds.structures[:per_block], species, compression, pool)
             bar.update(len(first))
-            keep_sparse = np.count_nonzero(first) < SPARSE_BELOW * first.size
-            parts: list[Any] = [sparse.csr_matrix(first) if keep_sparse else first]
-            if keep_sparse:
-                parts += _csr_rest(ds.structures[per_block:], species, compression, pool, per_block, bar)
-            else:
-                for a in range(per_block, n, per_block):
-                    block = ds.structures[a : a + per_block]
-                    parts.append(_dense_block(block, species, compression, pool))
-                    bar.update(len(block))
-        if keep_sparse:
-            return sparse.vstack(parts, format="csr")
-        return np.concatenate(parts, axis=0)
+            if np.count_nonzero(first) < SPARSE_BELOW * first.size:
+                rest = _csr_rest(ds.structures[per_block:], species, compression, pool, per_block, bar)
+                X = sparse.vstack([sparse.csr_matrix(first), *rest], format="csr")
+                return X if stem is None else prune_cache.save_sparse(X, stem.with_suffix(".npz"))
 
-    return cached(
-        workdir,
+            def blocks() -> Any:
+                yield first
+                for a in range(per_block, n, per_block):
+                    block = _dense_block(ds.structures[a : a + per_block], species, compression, pool)
+                    bar.update(len(block))
+                    yield block
+
+            shape = (n, first.shape[1])
+            if stem is not None:
+                return prune_cache.write_rows(stem.with_suffix(".npy"), shape, blocks())
+            out = np.empty(shape, dtype=np.float32)
+            a = 0
+            for block in blocks():
+                out[a : a + len(block)] = block
+                a += len(block)
+            return out
+
+    if workdir is None:
+        return compute(None)
+    return workdir.fetch_written(
         "fingerprints",
-        lambda: {"structures": digest.structures, "n": len(ds), "compression": compression},
+        {"structures": digest.structures, "n": len(ds), "compression": compression},
         compute,
-        prune_cache.save_array,
         prune_cache.load_array,
     )
 

@@ -159,7 +159,7 @@ def test_interrupted_run_resumes(cifs, tmp_path, counted, monkeypatch):
 def test_damaged_artefact_is_recomputed(cifs, tmp_path, counted, caplog):
     work = tmp_path / "work"
     prune_api.prune(cifs, "gap", 0.25, "weight", workdir=work, **FAST)
-    (path,) = work.glob("fingerprints-*.npz")
+    (path,) = (p for p in work.glob("fingerprints-*") if p.suffix in {".npy", ".npz"})
     path.write_bytes(path.read_bytes()[:100])
     with caplog.at_level("WARNING", logger="fusion.prune"):
         result = prune_api.prune(cifs, "gap", 0.25, "weight", workdir=work, **FAST)
@@ -241,3 +241,62 @@ def test_workdir_must_be_a_folder(cifs, tmp_path, capsys):
     argv = ["prune", "--data", str(cifs), "--target", "gap", "--out-dir", str(tmp_path / "o")]
     assert cli.main([*argv, "--workdir", str(tmp_path / "file")]) == 2
     assert "--workdir: " in capsys.readouterr().err
+
+
+def _dense_dataset(n: int):
+    """``n`` slightly strained CsCl cells: ``mu2`` fingerprints of them are dense (no zero-filled species blocks)."""
+    from fusion.data import CrystalDataset
+
+    structures = [cscl(4.0 + 0.001 * k) for k in range(n)]
+    return CrystalDataset("strained", "a", [f"s{k}" for k in range(n)], structures, np.arange(n, dtype=float))
+
+
+def _fingerprints(ds, workdir, monkeypatch):
+    """The prune's fingerprint step on ``ds`` (``mu2``, in this process), in blocks of 64 records."""
+    import contextlib
+
+    from fusion import prune_steps
+
+    monkeypatch.setattr(prune_steps, "FINGERPRINT_BLOCK", 64 * 4 * 252)  # 64 rows of mu2's 252 features
+    with contextlib.ExitStack() as stack:
+        pool = prune_steps.Workers(1, None, stack, min_items=10**9)
+        work = None if workdir is None else prune_cache.WorkDir(workdir)
+        return prune_steps.compute_fingerprints(ds, "mu2", pool, work, prune_steps.Digest(ds), progress=False)
+
+
+def test_dense_fingerprints_stream_to_the_working_folder(tmp_path, monkeypatch):
+    # 300 records in blocks of 64: five blocks, the last one short.
+    ds = _dense_dataset(300)
+    in_memory = _fingerprints(ds, None, monkeypatch)
+    streamed = _fingerprints(ds, tmp_path / "work", monkeypatch)
+    (path,) = (p for p in (tmp_path / "work").glob("fingerprints-*") if not p.name.endswith(".json"))
+    assert path.suffix == ".npy"
+    assert isinstance(streamed, np.memmap)
+    assert not streamed.flags.writeable
+    assert streamed.shape == in_memory.shape == (300, 252)
+    assert_bitwise_equal(np.asarray(streamed), in_memory)  # the same blocks, written or copied
+    reused = _fingerprints(ds, tmp_path / "work", monkeypatch)
+    assert_bitwise_equal(np.asarray(reused), in_memory)
+
+
+def test_streamed_fingerprints_hold_one_block_in_memory(tmp_path, monkeypatch):
+    """Peak traced memory of the fingerprint step: about one block with a working folder, whatever n."""
+    import tracemalloc
+
+    def peak(ds, workdir):
+        tracemalloc.start()
+        try:
+            X = _fingerprints(ds, workdir, monkeypatch)
+            return tracemalloc.get_traced_memory()[1], X.nbytes
+        finally:
+            tracemalloc.stop()
+
+    _fingerprints(_dense_dataset(2), None, monkeypatch)  # imports and first-call caches, not measured
+    ds = _dense_dataset(640)  # ten blocks
+    held, nbytes = peak(ds, None)
+    streamed, _ = peak(ds, tmp_path / "work")
+    # Without a working folder the result itself is traced (numpy reports its
+    # buffers to tracemalloc), so the measure sees the array; written to disk,
+    # the step's peak stays well below it (one 64-row block is a tenth).
+    assert held >= nbytes
+    assert streamed < nbytes / 2, (streamed, nbytes)
