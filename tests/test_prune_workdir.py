@@ -279,24 +279,28 @@ def test_dense_fingerprints_stream_to_the_working_folder(tmp_path, monkeypatch):
     assert_bitwise_equal(np.asarray(reused), in_memory)
 
 
-def test_streamed_fingerprints_hold_one_block_in_memory(tmp_path, monkeypatch):
-    """Peak traced memory of the fingerprint step: about one block with a working folder, whatever n."""
+def test_streamed_fingerprints_memory_does_not_grow_with_the_dataset(tmp_path, monkeypatch):
+    """Peak traced memory of the fingerprint step for 320 and 960 records, in blocks of 64.
+
+    numpy reports its buffers to tracemalloc, so the measure sees the arrays:
+    held in memory, the peak grows with the array (by 640 rows x 252 x 4 bytes);
+    written to the working folder, it stays about one block (the old code held
+    every block and their concatenation: twice the growth).
+    """
     import tracemalloc
 
-    def peak(ds, workdir):
+    def peak(n, workdir):
+        ds = _dense_dataset(n)
         tracemalloc.start()
         try:
-            X = _fingerprints(ds, workdir, monkeypatch)
-            return tracemalloc.get_traced_memory()[1], X.nbytes
+            _fingerprints(ds, workdir, monkeypatch)
+            return tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
 
     _fingerprints(_dense_dataset(2), None, monkeypatch)  # imports and first-call caches, not measured
-    ds = _dense_dataset(640)  # ten blocks
-    held, nbytes = peak(ds, None)
-    streamed, _ = peak(ds, tmp_path / "work")
-    # Without a working folder the result itself is traced (numpy reports its
-    # buffers to tracemalloc), so the measure sees the array; written to disk,
-    # the step's peak stays well below it (one 64-row block is a tenth).
-    assert held >= nbytes
-    assert streamed < nbytes / 2, (streamed, nbytes)
+    growth = (960 - 320) * 252 * 4
+    held = peak(960, None) - peak(320, None)
+    streamed = peak(960, tmp_path / "a") - peak(320, tmp_path / "b")
+    assert held >= growth, (held, growth)
+    assert streamed < growth / 4, (streamed, growth)
