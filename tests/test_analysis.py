@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fusion import analysis
+from fusion import analysis, analysis_checks
 from fusion.ood import leave_one_cluster_out, soap_clusters
 
 
@@ -67,7 +67,7 @@ def test_uncertainty_target_table_ranks():
     targets = {"toy": pd.Series([1.0, 2.0, 3.0, 4.0], index=["a", "b", "c", "d"])}
     # u_ale rises with the target, u_epi falls.
     u = pd.DataFrame({"id": ["a", "b", "c", "d"], "u_ale": [0.1, 0.2, 0.3, 0.4], "u_epi": [4, 3, 2, 1]})
-    row = analysis.uncertainty_target_table(targets, {("toy", 0): u}).iloc[0]
+    row = analysis_checks.uncertainty_target_table(targets, {("toy", 0): u}).iloc[0]
     assert row["n"] == 4
     assert row["spearman_u_ale"] == pytest.approx(1.0)
     assert row["spearman_u_epi"] == pytest.approx(-1.0)
@@ -84,7 +84,7 @@ def test_optimal_point_is_chosen_on_validation_not_test():
                          "test_mae": 9.5 + 0.1 * seed**2 + (0.2 + 0.05 * seed if method == "random" else 0.0)})  # fmt: skip
             rows.append({"dataset": "d", "seed": seed, "method": method, "ratio": 0.04, "val_mae": 11.0,
                          "test_mae": 8.0 + 0.1 * seed})  # fmt: skip
-    table = analysis.optimal_table(pd.DataFrame(rows)).set_index(["method", "versus"])
+    table = analysis_checks.optimal_table(pd.DataFrame(rows)).set_index(["method", "versus"])
     assert table.loc[("fusion_neg", "ratio 0"), "chosen_ratio"] == 0.02
     assert table.loc[("fusion_neg", "ratio 0"), "improvement_pct"] > 0
     assert table.loc[("fusion_neg", "random"), "improvement_pct"] > 0  # FUSION beats random at 0.02
@@ -101,7 +101,7 @@ def test_ood_pairs_by_seed_and_cluster():
             )
             rows.append({"dataset": "d", "seed": seed, "cluster": cluster, "method": "fusion_neg",
                          "test_mae": (0.9 + 0.01 * (cluster - seed)) * base})  # fmt: skip
-    row = analysis.ood_table(pd.DataFrame(rows)).iloc[0]
+    row = analysis_checks.ood_table(pd.DataFrame(rows)).iloc[0]
     assert row["n"] == 6
     assert row["improvement_pct"] == pytest.approx(10.0, abs=1.0)
 
@@ -110,7 +110,7 @@ def test_protocol_table_sets_pruned_beside_fixed():
     runs = pd.DataFrame({"dataset": "d", "arch": "a", "seed": [0, 1], "method": "random", "ratio": 0.4,
                          "val_mae": [5.0, 5.0], "test_mae": [6.0, 6.0], "n_val": [30, 30]})  # fmt: skip
     pruned = runs.assign(val_protocol="pruned", val_mae=4.0, n_val=18)
-    table = analysis.protocol_table(pruned, runs).set_index("val_protocol")
+    table = analysis_checks.protocol_table(pruned, runs).set_index("val_protocol")
     assert table.loc["fixed", "n_val"] == 30
     assert table.loc["pruned", "n_val"] == 18
     assert table.loc["pruned", "n"] == 2
@@ -140,6 +140,12 @@ def test_ood_table_keeps_fold_sources_apart():
         for src, delta in (("kmeans", 1.0), ("paper", -1.0))
         for s in range(2) for c in range(2) for m in ("random", "fusion_neg")
     ]  # fmt: skip
-    table = analysis.ood_table(pd.DataFrame(rows)).set_index("folds")
+    table = analysis_checks.ood_table(pd.DataFrame(rows)).set_index("folds")
     assert table.loc["kmeans", "improvement_pct"] > 0 > table.loc["paper", "improvement_pct"]
     assert table.loc["kmeans", "n"] == table.loc["paper", "n"] == 4
+
+
+def test_the_checks_stay_importable_from_fusion_analysis():
+    """fusion/stages/analyze.py calls every table as ``analysis.<name>``, the checks included."""
+    for name in analysis_checks.__all__:
+        assert getattr(analysis, name) is getattr(analysis_checks, name)
