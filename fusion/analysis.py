@@ -35,20 +35,10 @@ import pandas as pd
 
 from fusion import stats
 
-# Re-exported: fusion/stages/analyze.py calls these checks as ``analysis.<name>``.
-from fusion.analysis_checks import (
-    ood_table,
-    optimal_table,
-    protocol_table,
-    shift_table,
-    uncertainty_target_table,
-)
-
 __all__ = [
     "ALPHA", "CONVERGED", "GATE_MATBENCH", "GATE_MEDIAN", "KEYS", "MATBENCH", "accuracy_table",
-    "aggregate", "compare", "convergence_table", "cross_dataset", "effective_size_table", "ood_table",
-    "optimal_table", "predictor_table", "protocol_table", "read_tables", "save_csv", "save_json",
-    "shift_table", "uncertainty_target_table",
+    "aggregate", "compare", "convergence_table", "cross_dataset", "effective_size_table", "predictor_table",
+    "read_tables", "save_csv", "save_json",
 ]  # fmt: skip
 
 KEYS = ("dataset", "arch", "method", "ratio")

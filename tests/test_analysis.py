@@ -144,8 +144,3 @@ def test_ood_table_keeps_fold_sources_apart():
     assert table.loc["kmeans", "improvement_pct"] > 0 > table.loc["paper", "improvement_pct"]
     assert table.loc["kmeans", "n"] == table.loc["paper", "n"] == 4
 
-
-def test_the_checks_stay_importable_from_fusion_analysis():
-    """fusion/stages/analyze.py calls every table as ``analysis.<name>``, the checks included."""
-    for name in analysis_checks.__all__:
-        assert getattr(analysis, name) is getattr(analysis_checks, name)

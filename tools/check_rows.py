@@ -44,7 +44,7 @@ from fusion.stages.common import (  # noqa: E402
     prunable_ids,
     train_config,
 )
-from fusion.stages.train import plan  # noqa: E402
+from fusion.stages.train import Settings, plan  # noqa: E402
 from fusion.stages.uncertainty import resolve, surrogate_frame  # noqa: E402
 
 COMPARED = ("n_train", "n_val", "epochs", "epochs_run", "val_mae", "test_mae")
@@ -82,10 +82,7 @@ def check_train(params: dict[str, Any], key: str, seed: int, runs: list[str] | N
         f"{r['method']}@{r['ratio']:g}": r
         for r in pd.read_csv(paths.train_path(key, arch, seed)).to_dict("records")
     }
-    planned = plan(
-        key, seed, params["val_protocol"], p["epochs"], p["lr"], p["budget"], p["batch_size"], p["patience"],
-        p["num_threads"], runs,
-    )  # fmt: skip
+    planned = plan(key, seed, params["val_protocol"], Settings(**p), runs)
     ok = True
     for method, ratio, ids, cfg in planned:
         col = f"{method}@{ratio:g}"

@@ -16,6 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+# The training stages build their settings (the `train` group) from the injected values.
+SETTINGS = "Settings(size, epochs, lr, budget, batch_size, patience, num_threads)"
+
 STAGES: dict[str, dict[str, str]] = {
     "prepare": {
         "title": "load and validate a dataset, write its records, skip report and splits",
@@ -77,8 +80,8 @@ STAGES: dict[str, dict[str, str]] = {
         'epochs = "tuned"\nlr = "tuned"\nbudget = "epochs"\nbatch_size = 64\npatience = None\nnum_threads = 1\n'
         "workers = 1\nscheduler = None",
         "show": 'result.pivot_table(index="method", columns="ratio", values="test_mae")',
-        "call": "train.run(key, arch, seed, val_protocol, size, epochs, lr, budget, batch_size, patience, "
-        "num_threads, workers=workers, scheduler=scheduler)",
+        "settings": SETTINGS,
+        "call": "train.run(key, arch, seed, val_protocol, settings, workers=workers, scheduler=scheduler)",
     },
     "transfer": {
         "title": "another architecture on the main study's kept sets",
@@ -90,8 +93,9 @@ STAGES: dict[str, dict[str, str]] = {
         'size = "cpu"\nepochs = "tuned"\nlr = "tuned"\nbudget = "epochs"\nbatch_size = 64\npatience = None\n'
         "num_threads = 1\nworkers = 1\nscheduler = None",
         "show": 'result.pivot_table(index="method", columns=["ratio", "factor"], values="test_mae")',
-        "call": "transfer.run(key, arch, seeds, ratios, methods, converge_seeds, factor, val_protocol, size, "
-        "epochs, lr, budget, batch_size, patience, num_threads, workers, scheduler)",
+        "settings": SETTINGS,
+        "call": "transfer.run(key, arch, seeds, ratios, methods, converge_seeds, factor, val_protocol, settings, "
+        "workers, scheduler)",
     },
     "converge": {
         "title": "does doubling the training budget move the test MAE?",
@@ -101,8 +105,9 @@ STAGES: dict[str, dict[str, str]] = {
         'factor = 2.0\nsize = "cpu"\nepochs = "tuned"\nlr = "tuned"\nbudget = "epochs"\nbatch_size = 64\n'
         "patience = None\nnum_threads = 1\nworkers = 1\nscheduler = None",
         "show": 'result.pivot_table(index=["ratio", "seed"], columns="factor", values="test_mae")',
-        "call": "converge.run(key, arch, seeds, val_protocol, ratios, factor, size, epochs, lr, budget, "
-        "batch_size, patience, num_threads, workers=workers, scheduler=scheduler)",
+        "settings": SETTINGS,
+        "call": "converge.run(key, arch, seeds, val_protocol, ratios, factor, settings, workers=workers, "
+        "scheduler=scheduler)",
     },
     "protocol": {
         "title": "the paper's protocol once: validation pruned with the pool",
@@ -111,8 +116,8 @@ STAGES: dict[str, dict[str, str]] = {
         'methods = ["random", "fusion_neg", "fusion_pos"]\ngamma = 0.1\nuncertainty = {}\nsize = "cpu"\n'
         'epochs = "tuned"\nlr = "tuned"\nbudget = "epochs"\nbatch_size = 64\npatience = None\nnum_threads = 1',
         "show": 'result.pivot_table(index="method", columns="seed", values="test_mae")',
-        "call": "protocol.run(key, arch, seeds, ratio, methods, gamma, uncertainty, size, epochs, lr, budget, "
-        "batch_size, patience, num_threads)",
+        "settings": SETTINGS,
+        "call": "protocol.run(key, arch, seeds, ratio, methods, gamma, uncertainty, settings)",
     },
     "optimal": {
         "title": "the optimal pruning point: small fractions removed, equal optimiser steps",
@@ -123,8 +128,9 @@ STAGES: dict[str, dict[str, str]] = {
         'lr = "tuned"\nbudget = "steps"\nbatch_size = 64\npatience = None\nnum_threads = 1\nworkers = 1\n'
         "scheduler = None\nfractions = [0.7, 0.15, 0.15]\nuncertainty = {}",
         "show": 'result.pivot_table(index="method", columns="ratio", values="test_mae")',
-        "call": "optimal.run(key, arch, seeds, ratios, methods, gamma, size, epochs, lr, budget, batch_size, "
-        "patience, num_threads, workers=workers, scheduler=scheduler, fractions=fractions, surrogate=uncertainty)",
+        "settings": SETTINGS,
+        "call": "optimal.run(key, arch, seeds, ratios, methods, gamma, settings, workers=workers, "
+        "scheduler=scheduler, fractions=fractions, surrogate=uncertainty)",
     },
     "ood": {
         "title": "leave-one-cluster-out on clusters of the SOAP fingerprints",
@@ -136,8 +142,9 @@ STAGES: dict[str, dict[str, str]] = {
         'size = "cpu"\nepochs = "tuned"\nlr = "tuned"\nbatch_size = 64\npatience = None\nnum_threads = 1\n'
         'folds = ["kmeans"]\nworkers = 1\nscheduler = None',
         "show": 'result.pivot_table(index="method", columns=["folds", "cluster"], values="test_mae")',
+        "settings": "Settings(size, epochs, lr, batch_size=batch_size, patience=patience, num_threads=num_threads)",
         "call": "ood.run(key, arch, seeds, n_clusters, min_test, ratio, methods, val_fraction, gamma, "
-        "uncertainty, size, epochs, lr, batch_size, patience, num_threads, folds, workers, scheduler)",
+        "uncertainty, settings, folds, workers, scheduler)",
     },
     "fulldata": {
         "title": "one long run on a subsampled dataset in full",
@@ -190,6 +197,7 @@ def notebook(stage: str, spec: dict[str, str]) -> dict:
         f"Code: `fusion/stages/{stage}.py`; parameters: group `{stage}` of `params.yaml`; "
         f"stage `{stage}` of `dvc.yaml`."
     )
+    settings = f"settings = {stage}.{spec['settings']}\n" if "settings" in spec else ""
     cells = [
         cell("markdown", head),
         cell(
@@ -198,7 +206,7 @@ def notebook(stage: str, spec: dict[str, str]) -> dict:
             ["parameters"],
         ),
         cell("code", f"from fusion.stages import {stage}"),
-        cell("code", f"result = {spec['call']}\n{spec.get('show', 'result')}"),
+        cell("code", f"{settings}result = {spec['call']}\n{spec.get('show', 'result')}"),
     ]
     for k, c in enumerate(cells):
         c["id"] = f"{stage}-{k}"  # stable ids: nbformat 4.5 requires them

@@ -22,9 +22,15 @@ Modules:
 - :mod:`~fusion.report.datasets`: the data page's dataset cards;
 - :mod:`~fusion.report.crystals`: drawing crystal structures;
 - :mod:`~fusion.report.benchmarks`: the performance page (benchmark results and targets);
+- :mod:`~fusion.report.scale`: the performance page's scale section (worker speed-up, memory,
+  nearest-neighbour search, the projection to larger datasets);
+- :mod:`~fusion.report.transfer`: the transfer heatmap and per-architecture accuracy table;
 - :mod:`~fusion.report.checklist`: the paper checklist page (each item of the paper, its
-  counterpart in the book and its status, derived from the run's files);
-- :mod:`~fusion.report.explore`: the method page's interactive fingerprint map (plotly);
+  counterpart in the book and its status, derived from the run's files), with the items
+  built in :mod:`~fusion.report.checklist_items` under the rules of
+  :mod:`~fusion.report.checklist_rules`;
+- :mod:`~fusion.report.explore`: the method page's interactive fingerprint map (plotly),
+  drawn on :func:`~fusion.report.pca.pca` (also the map of ``fusion prune``'s report);
 - :mod:`~fusion.report.architectures`: the method page's table of the 11 architectures (paper,
   atom embedding, geometry, sizes with computed parameter counts, departures from the paper).
 

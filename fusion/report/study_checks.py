@@ -14,7 +14,17 @@ from typing import Any
 import pandas as pd
 
 from fusion.report import palette
-from fusion.report.study_tables import ALPHA, _label, ci_cell, describe_change, fmt_p, signed, span, unit_of
+from fusion.report.study_tables import (
+    ALPHA,
+    _label,
+    by_ratio,
+    ci_cell,
+    describe_change,
+    fmt_p,
+    signed,
+    span,
+    unit_of,
+)
 
 
 def _ordered(df: pd.DataFrame, *by: str) -> pd.DataFrame:
@@ -32,14 +42,7 @@ def shift_display(shift: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     part = _ordered(part, "ratio")
     cell = [f"{100 * t:.0f} % · {k:.2f}" for t, k in zip(part["top_decile_share"], part["ks"], strict=True)]
-    wide = part.assign(cell=cell, label=[_label(m) for m in part["method"]])
-    out = wide.pivot_table(
-        index=["dataset", "rank", "label"], columns="ratio", values="cell", aggfunc="first"
-    )
-    out.columns = [f"{100 * c:.0f} % removed" for c in out.columns]
-    out = out.reset_index().drop(columns="rank").rename(columns={"label": "method"}).fillna("–")
-    out.columns.name = None
-    return out
+    return by_ratio(part, cell)
 
 
 def shift_numbers(shift: pd.DataFrame, method: str = "fusion_neg", prefix: str = "neg") -> dict[str, Any]:

@@ -13,7 +13,7 @@ Sign convention of the inputs (that of :mod:`fusion.analysis`):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -256,8 +256,22 @@ def effective_display(effective: pd.DataFrame) -> pd.DataFrame:
         f"{q:.2f}× ({e:.0f} / {k:.0f})"
         for q, e, k in zip(part["n_eff_ratio"], part["n_eff"], part["n_kept"], strict=True)
     ]
-    wide = part.assign(cell=cell, label=[_label(m) for m in part["method"]])
+    return by_ratio(part, cell)
+
+
+def by_ratio(part: pd.DataFrame, cell: Sequence[str]) -> pd.DataFrame:
+    """A display table: one row per dataset and method (palette order), one column per fraction removed.
+
+    Args:
+        part: Rows with ``dataset``, ``method`` and ``ratio``.
+        cell: The text shown for each row of ``part``, in its order.
+
+    Returns:
+        Columns ``dataset``, ``method`` (its label) and ``<r> % removed`` per
+        ratio; a missing cell reads "–".
+    """
     order = {m: k for k, m in enumerate(palette.ordered(part["method"]))}
+    wide = part.assign(cell=list(cell), label=[_label(m) for m in part["method"]])
     wide = wide.assign(rank=[order[m] for m in wide["method"]])
     out = wide.pivot_table(
         index=["dataset", "rank", "label"], columns="ratio", values="cell", aggfunc="first"

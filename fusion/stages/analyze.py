@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from fusion import analysis, paths, transfer, verdict
+from fusion import analysis, analysis_checks, paths, transfer, verdict
 from fusion.stages.common import load_records, load_split, load_summary
 
 #: Tables written, by name (``results/analysis/<name>.csv``).
@@ -112,20 +112,20 @@ def run(
     gated = acc.loc[acc["passes"], "dataset"].tolist() if len(acc) else []
     out["cross_dataset"] = analysis.cross_dataset(comparison, gated) if len(comparison) else pd.DataFrame()
     out["effective_size"], out["power_law"] = analysis.effective_size_table(runs, arch)
-    out["shift"] = analysis.shift_table(_with_dataset(keys))
+    out["shift"] = analysis_checks.shift_table(_with_dataset(keys))
     scores = {
         (k, int(s)): pd.read_csv(paths.uncertainty_path(k, int(s)), dtype={"id": str})
         for k in keys
         for s in seeds
     }
-    out["uncertainty_vs_target"] = analysis.uncertainty_target_table(targets, scores)
-    out["protocol"] = analysis.protocol_table(
+    out["uncertainty_vs_target"] = analysis_checks.uncertainty_target_table(targets, scores)
+    out["protocol"] = analysis_checks.protocol_table(
         analysis.read_tables([paths.protocol_path(k) for k in protocol_datasets]), runs
     )
     out["optimal_runs"] = analysis.read_tables([paths.optimal_path(k) for k in optimal_datasets])
-    out["optimal"] = analysis.optimal_table(out["optimal_runs"])
+    out["optimal"] = analysis_checks.optimal_table(out["optimal_runs"])
     out["ood_runs"] = analysis.read_tables([paths.ood_path(k) for k in ood_datasets])
-    out["ood"] = analysis.ood_table(out["ood_runs"])
+    out["ood"] = analysis_checks.ood_table(out["ood_runs"])
     grid_archs = [*dict.fromkeys([*architectures, *transfer_architectures])]
     out["transfer_runs"] = transfer.grid_rows(
         runs[runs["dataset"].isin(list(transfer_datasets))],

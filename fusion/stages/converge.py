@@ -15,9 +15,8 @@ from typing import Any
 import pandas as pd
 
 from fusion import paths
-from fusion.stages.common import RunLog, budget_epochs, load_graph_cache, load_split, train_config
-from fusion.stages.train import fit_all, kept_sets
-from fusion.stages.uncertainty import resolve
+from fusion.stages.common import RunLog, load_graph_cache, load_split
+from fusion.stages.train import Settings, fit_all, kept_sets
 
 
 def run(
@@ -27,13 +26,7 @@ def run(
     val_protocol: str = "fixed",
     ratios: Sequence[float] = (0.0, 0.8),
     factor: float = 2.0,
-    size: str = "cpu",
-    epochs: int | str = "tuned",
-    lr: float | str = "tuned",
-    budget: str = "epochs",
-    batch_size: int = 64,
-    patience: int | None = None,
-    num_threads: int | None = 1,
+    settings: Settings = Settings(),
     workers: int | None = 1,
     scheduler: str | None = None,
 ) -> pd.DataFrame:
@@ -46,13 +39,7 @@ def run(
         val_protocol: ``"fixed"`` or ``"pruned"``.
         ratios: Random-pruning ratios checked. Defaults to 0 and 0.8.
         factor: Budget multiplier. Defaults to 2.
-        size: Model size preset. Defaults to ``"cpu"``.
-        epochs: Epochs of the unpruned run, or ``"tuned"``.
-        lr: Peak learning rate, or ``"tuned"``.
-        budget: ``"epochs"`` or ``"steps"`` (:func:`fusion.stages.common.budget_epochs`).
-        batch_size: Batch size. Defaults to 64.
-        patience: Early-stopping patience in epochs; None = no early stopping.
-        num_threads: Torch threads. Defaults to 1.
+        settings: The training settings (:class:`fusion.stages.train.Settings`).
         workers: Dask workers training runs side by side (``None``: one per
             core). Defaults to 1 (this process). The rows do not depend on it.
         scheduler: Address of an existing Dask scheduler. Defaults to None.
@@ -60,7 +47,7 @@ def run(
     Returns:
         One row per (seed, ratio, budget factor 1 or ``factor``) with the test MAE.
     """
-    n_epochs, peak_lr = resolve(key, epochs, lr)
+    n_epochs, peak_lr = settings.resolved(key)
     graphs = load_graph_cache(key)
     log = RunLog(paths.converge_path(key))
     runs, cells = [], []
@@ -70,15 +57,14 @@ def run(
         base = pd.read_csv(paths.train_path(key, arch, seed)).set_index(["method", "ratio"])
         for ratio in map(float, ratios):
             tr, va = kept_sets(table, split, "random", ratio, val_protocol)
-            e = budget_epochs(round(n_epochs * factor), len(tr), len(split["train"]), budget)
-            runs.append(
-                (
-                    (tr, va, split["test"]),
-                    train_config(e, batch_size, peak_lr, patience or e, seed, num_threads),
-                )
-            )
+            cfg = settings.config(round(n_epochs * factor), peak_lr, seed, len(tr), len(split["train"]))
+            runs.append(((tr, va, split["test"]), cfg))
             cells.append(
-                ({"dataset": key, "arch": arch, "seed": seed, "ratio": ratio}, e, base.loc[("random", ratio)])
+                (
+                    {"dataset": key, "arch": arch, "seed": seed, "ratio": ratio},
+                    cfg.epochs,
+                    base.loc[("random", ratio)],
+                )
             )
 
     def row(k: int, res: dict[str, Any]) -> dict[str, Any]:
@@ -91,7 +77,7 @@ def run(
             "run_key": res["run_key"],
         }
 
-    longer = fit_all(log, arch, size, graphs, runs, row, workers, scheduler)
+    longer = fit_all(log, arch, settings.size, graphs, runs, row, workers, scheduler)
     rows = []
     for (common, _, one), again in zip(cells, longer, strict=True):
         # The train stage's run (factor 1) beside the longer one.

@@ -34,12 +34,10 @@ from fusion.stages.common import (
     load_fingerprint_rows,
     load_graph_cache,
     load_records,
-    train_config,
     write_csv,
 )
 from fusion.stages.surrogates import cached_scores, settings_of
-from fusion.stages.train import fit_all
-from fusion.stages.uncertainty import resolve
+from fusion.stages.train import Settings, fit_all
 
 
 def run(
@@ -53,12 +51,7 @@ def run(
     val_fraction: float = 0.15,
     gamma: float = 0.1,
     surrogate: dict[str, Any] | None = None,
-    size: str = "cpu",
-    epochs: int | str = "tuned",
-    lr: float | str = "tuned",
-    batch_size: int = 64,
-    patience: int | None = None,
-    num_threads: int | None = 1,
+    settings: Settings = Settings(),
     folds: Sequence[str] = ("kmeans",),
     workers: int | None = 1,
     scheduler: str | None = None,
@@ -76,12 +69,8 @@ def run(
         val_fraction: Validation share of each fold's pool. Defaults to 0.15.
         gamma: Redundancy-weight decay. Defaults to 0.1.
         surrogate: The ``uncertainty`` stage's parameters.
-        size: Model size preset. Defaults to ``"cpu"``.
-        epochs: Epochs, or ``"tuned"``.
-        lr: Peak learning rate, or ``"tuned"``.
-        batch_size: Batch size. Defaults to 64.
-        patience: Early-stopping patience in epochs; None = no early stopping.
-        num_threads: Torch threads. Defaults to 1.
+        settings: The training settings (:class:`fusion.stages.train.Settings`; its
+            budget rule does not apply: every fold trains the tuned epochs).
         folds: Fold sources, ``"kmeans"`` and/or ``"paper"`` (module docstring).
             Defaults to k-means only.
         workers: Dask workers training runs side by side (``None``: one per
@@ -104,7 +93,7 @@ def run(
     if unknown:
         raise ValueError(f"unknown fold sources {sorted(unknown)}; use 'kmeans' and/or 'paper'")
     sur = settings_of(key, surrogate)
-    n_epochs, peak_lr = resolve(key, epochs, lr)
+    n_epochs, peak_lr = settings.resolved(key)
     graphs = load_graph_cache(key)
     records = load_records(key).set_index("id")
     ids = records.index.tolist()
@@ -116,7 +105,7 @@ def run(
         raise ValueError(f"{key}: the dataset has no paper LOCO folds; use folds: [kmeans]")
     pos = {i: k for k, i in enumerate(ids)}
     grid = [(m, float(ratio)) for m in methods]
-    cfg = train_config(n_epochs, batch_size, peak_lr, patience or n_epochs, seed=0, num_threads=num_threads)
+    cfg = settings.config(n_epochs, peak_lr, seed=0)
     runs, cells = [], []
     for source in folds:
         for seed in map(int, seeds):
@@ -145,5 +134,5 @@ def run(
                 "cluster_size": size_test, "method": method, "ratio": r, **res}  # fmt: skip
 
     log = RunLog(paths.ood_path(key))
-    log.rows = fit_all(log, arch, size, graphs, runs, row, workers, scheduler)
+    log.rows = fit_all(log, arch, settings.size, graphs, runs, row, workers, scheduler)
     return log.frame().drop(columns="run_key")  # the key stays in the CSV; the page shows the results

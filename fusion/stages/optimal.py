@@ -27,17 +27,14 @@ from fusion.splits import random_split
 from fusion.stages import prune as prune_stage
 from fusion.stages.common import (
     RunLog,
-    budget_epochs,
     load_fingerprint_rows,
     load_graph_cache,
     load_records,
     load_split,
     prunable_ids,
-    train_config,
 )
 from fusion.stages.surrogates import scores_of, settings_of
-from fusion.stages.train import fit_all, kept_sets
-from fusion.stages.uncertainty import resolve
+from fusion.stages.train import Settings, fit_all, kept_sets
 
 
 def split_of(key: str, seed: int, fractions: Sequence[float] = (0.7, 0.15, 0.15)) -> dict[str, list[str]]:
@@ -68,13 +65,7 @@ def run(
     ratios: Sequence[float] = (0.01, 0.02, 0.04, 0.06, 0.08),
     methods: Sequence[str] = ("random", "fusion_neg", "fusion_pos"),
     gamma: float = 0.1,
-    size: str = "cpu",
-    epochs: int | str = "tuned",
-    lr: float | str = "tuned",
-    budget: str = "steps",
-    batch_size: int = 64,
-    patience: int | None = None,
-    num_threads: int | None = 1,
+    settings: Settings = Settings(budget="steps"),
     workers: int | None = 1,
     scheduler: str | None = None,
     fractions: Sequence[float] = (0.7, 0.15, 0.15),
@@ -89,13 +80,8 @@ def run(
         ratios: Fractions of the training part removed (ratio 0 is always run).
         methods: Methods compared.
         gamma: Redundancy-weight decay. Defaults to 0.1.
-        size: Model size preset. Defaults to ``"cpu"``.
-        epochs: Epochs of the unpruned run, or ``"tuned"``.
-        lr: Peak learning rate, or ``"tuned"``.
-        budget: ``"steps"`` (default: equal optimiser steps at every ratio) or ``"epochs"``.
-        batch_size: Batch size. Defaults to 64.
-        patience: Early-stopping patience in epochs; None = no early stopping.
-        num_threads: Torch threads. Defaults to 1.
+        settings: The training settings (:class:`fusion.stages.train.Settings`);
+            by default budget ``"steps"``: equal optimiser steps at every ratio.
         workers: Dask workers training runs side by side (``None``: one per
             core). Defaults to 1 (this process). The rows do not depend on it.
         scheduler: Address of an existing Dask scheduler. Defaults to None.
@@ -107,7 +93,7 @@ def run(
     Returns:
         One row per (seed, method, ratio) with the val and test MAE; ratio 0 once per seed.
     """
-    n_epochs, peak_lr = resolve(key, epochs, lr)
+    n_epochs, peak_lr = settings.resolved(key)
     graphs = load_graph_cache(key)
     records = load_records(key).set_index("id")
     grid = [("random", 0.0)] + [(m, float(r)) for m in methods for r in ratios if r > 0]
@@ -123,18 +109,13 @@ def run(
         table, _ = prune_stage.prune_pool(pool, grid, seed, X, y, scores, gamma)
         for method, ratio in grid:
             tr, va = kept_sets(table, split, method, ratio, "fixed")
-            e = budget_epochs(n_epochs, len(tr), len(split["train"]), budget)
-            runs.append(
-                (
-                    (tr, va, split["test"]),
-                    train_config(e, batch_size, peak_lr, patience or e, seed, num_threads),
-                )
-            )
+            cfg = settings.config(n_epochs, peak_lr, seed, len(tr), len(split["train"]))
+            runs.append(((tr, va, split["test"]), cfg))
             cells.append((seed, method, ratio))
 
     def row(k: int, res: dict[str, Any]) -> dict[str, Any]:
         seed, method, ratio = cells[k]
         return {"dataset": key, "arch": arch, "seed": seed, **res, "method": method, "ratio": ratio}
 
-    log.rows = fit_all(log, arch, size, graphs, runs, row, workers, scheduler)
+    log.rows = fit_all(log, arch, settings.size, graphs, runs, row, workers, scheduler)
     return log.frame().drop(columns="run_key")  # the key stays in the CSV; the page shows the results

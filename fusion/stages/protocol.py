@@ -18,15 +18,13 @@ from fusion import paths
 from fusion.stages import prune as prune_stage
 from fusion.stages.common import (
     RunLog,
-    budget_epochs,
     load_fingerprint_rows,
     load_graph_cache,
     load_records,
     load_split,
     prunable_ids,
-    train_config,
 )
-from fusion.stages.train import fit_or_reuse, kept_sets
+from fusion.stages.train import Settings, fit_or_reuse, kept_sets
 from fusion.stages.uncertainty import resolve, surrogate_frame
 
 
@@ -38,13 +36,7 @@ def run(
     methods: Sequence[str] = ("random", "fusion_neg", "fusion_pos"),
     gamma: float = 0.1,
     surrogate: dict[str, Any] | None = None,
-    size: str = "cpu",
-    epochs: int | str = "tuned",
-    lr: float | str = "tuned",
-    budget: str = "epochs",
-    batch_size: int = 64,
-    patience: int | None = None,
-    num_threads: int | None = 1,
+    settings: Settings = Settings(),
 ) -> pd.DataFrame:
     """Prune train + val together and train with the kept validation part.
 
@@ -56,13 +48,7 @@ def run(
         methods: Methods compared (FUSION variants and random).
         gamma: Redundancy-weight decay. Defaults to 0.1.
         surrogate: The ``uncertainty`` stage's parameters (model, epochs, lr, ...).
-        size: Model size preset. Defaults to ``"cpu"``.
-        epochs: Epochs of the unpruned run, or ``"tuned"``.
-        lr: Peak learning rate, or ``"tuned"``.
-        budget: ``"epochs"`` or ``"steps"`` (:func:`fusion.stages.common.budget_epochs`).
-        batch_size: Batch size. Defaults to 64.
-        patience: Early-stopping patience in epochs; None = no early stopping.
-        num_threads: Torch threads. Defaults to 1.
+        settings: The training settings (:class:`fusion.stages.train.Settings`).
 
     Returns:
         One row per (seed, method) with the val/test MAE and the kept validation size.
@@ -71,7 +57,7 @@ def run(
     """
     sur = {k: v for k, v in (surrogate or {}).items() if k not in {"val_protocol"}}
     s_epochs, s_lr = resolve(key, sur.pop("epochs", "tuned"), sur.pop("lr", "tuned"))
-    n_epochs, peak_lr = resolve(key, epochs, lr)
+    n_epochs, peak_lr = settings.resolved(key)
     graphs = load_graph_cache(key)
     records = load_records(key).set_index("id")
     grid = [(m, float(ratio)) for m in methods]
@@ -86,9 +72,8 @@ def run(
         )
         for method, r in grid:
             tr, va = kept_sets(table, split, method, r, "pruned")
-            e = budget_epochs(n_epochs, len(tr), len(split["train"]), budget)
-            cfg = train_config(e, batch_size, peak_lr, patience or e, seed, num_threads)
-            res = fit_or_reuse(log, arch, size, graphs, (tr, va, split["test"]), cfg)
+            cfg = settings.config(n_epochs, peak_lr, seed, len(tr), len(split["train"]))
+            res = fit_or_reuse(log, arch, settings.size, graphs, (tr, va, split["test"]), cfg)
             log.add(
                 {"dataset": key, "arch": arch, "seed": seed, "method": method, "ratio": r,
                  "val_protocol": "pruned", **res}

@@ -20,6 +20,7 @@ number of workers.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -43,6 +44,59 @@ from fusion.stages.uncertainty import resolve
 
 Ids = tuple[Sequence[str], Sequence[str], Sequence[str]]
 """``(train, val, test)`` ids of one run."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The ``train`` group of ``params.yaml``: how every run of the training stages is trained.
+
+    ``train``, ``converge``, ``transfer``, ``protocol``, ``optimal`` and ``ood``
+    take one ``Settings`` (their notebooks build it from the injected values),
+    so the budget is defined once for all of them.
+
+    Attributes:
+        size: Model size preset. Defaults to ``"cpu"``.
+        epochs: Epochs of the unpruned run, or ``"tuned"`` (the ``tune`` stage's
+            choice for the dataset).
+        lr: Peak learning rate, or ``"tuned"``.
+        budget: ``"epochs"`` or ``"steps"``: how a pruned run's epochs follow
+            from the unpruned run's (:func:`fusion.stages.common.budget_epochs`).
+            Defaults to ``"epochs"``.
+        batch_size: Batch size. Defaults to 64.
+        patience: Early-stopping patience in epochs; None (default) = no early stopping.
+        num_threads: Torch threads per run. Defaults to 1.
+    """
+
+    size: str = "cpu"
+    epochs: int | str = "tuned"
+    lr: float | str = "tuned"
+    budget: str = "epochs"
+    batch_size: int = 64
+    patience: int | None = None
+    num_threads: int | None = 1
+
+    def resolved(self, key: str) -> tuple[int, float]:
+        """Epochs of the unpruned run and peak learning rate for dataset ``key`` (``"tuned"`` read from ``tune``)."""
+        return resolve(key, self.epochs, self.lr)
+
+    def config(
+        self, epochs: int, lr: float, seed: int, n_train: int | None = None, n_full: int | None = None
+    ) -> Any:
+        """The :class:`fusion.train.TrainConfig` of one run.
+
+        Args:
+            epochs: Epochs of the unpruned run (times a budget factor, if any).
+            lr: Peak learning rate.
+            seed: Initialisation seed.
+            n_train: Training records of this run; with ``n_full``, the budget
+                rule sets its epochs. Defaults to None: ``epochs`` as given.
+            n_full: Training records of the unpruned run.
+
+        Returns:
+            The config; early stopping after ``patience`` epochs, or never.
+        """
+        e = int(epochs) if n_train is None else budget_epochs(epochs, n_train, n_full or n_train, self.budget)
+        return train_config(e, self.batch_size, lr, self.patience or e, seed, self.num_threads)
 
 
 def key_of(arch: str, size: str, ids: Ids, config: Any, code: str | None = None) -> str:
@@ -175,12 +229,7 @@ def plan(
     key: str,
     seed: int,
     val_protocol: str = "fixed",
-    epochs: int | str = "tuned",
-    lr: float | str = "tuned",
-    budget: str = "epochs",
-    batch_size: int = 64,
-    patience: int | None = None,
-    num_threads: int | None = 1,
+    settings: Settings = Settings(),
     runs: Sequence[str] | None = None,
 ) -> list[tuple[str, float, Ids, Any]]:
     """The runs of one ``train`` cell: what :func:`run` trains, and ``tools/check_rows.py`` re-runs.
@@ -189,26 +238,20 @@ def plan(
         key: Dataset key.
         seed: Split seed (also seeds the initialisation).
         val_protocol: ``"fixed"`` or ``"pruned"``.
-        epochs: Epochs of the unpruned run, or ``"tuned"``.
-        lr: Peak learning rate, or ``"tuned"``.
-        budget: ``"epochs"`` or ``"steps"`` (see :func:`fusion.stages.common.budget_epochs`).
-        batch_size: Batch size. Defaults to 64.
-        patience: Early-stopping patience in epochs; None = no early stopping.
-        num_threads: Torch threads. Defaults to 1.
+        settings: The training settings. Defaults to :class:`Settings`'s defaults.
         runs: Keep columns (``method@ratio``) to plan; None = every column of the prune table.
 
     Returns:
         ``(method, ratio, (train, val, test) ids, TrainConfig)`` per keep column, in the prune table's order.
     """
-    n_epochs, peak_lr = resolve(key, epochs, lr)
+    n_epochs, peak_lr = settings.resolved(key)
     split = load_split(key, seed)
     table = pd.read_csv(paths.prune_path(key, seed), dtype={"id": str})
     planned = []
     for col in (c for c in table.columns if "@" in c and (runs is None or c in runs)):
         method, ratio = col.split("@")[0], float(col.split("@")[1])
         tr, va = kept_sets(table, split, method, ratio, val_protocol)
-        e = budget_epochs(n_epochs, len(tr), len(split["train"]), budget)
-        cfg = train_config(e, batch_size, peak_lr, patience or e, seed, num_threads)
+        cfg = settings.config(n_epochs, peak_lr, seed, len(tr), len(split["train"]))
         planned.append((method, ratio, (tr, va, split["test"]), cfg))
     return planned
 
@@ -218,13 +261,7 @@ def run(
     arch: str,
     seed: int,
     val_protocol: str = "fixed",
-    size: str = "cpu",
-    epochs: int | str = "tuned",
-    lr: float | str = "tuned",
-    budget: str = "epochs",
-    batch_size: int = 64,
-    patience: int | None = None,
-    num_threads: int | None = 1,
+    settings: Settings = Settings(),
     runs: Sequence[str] | None = None,
     workers: int | None = 1,
     scheduler: str | None = None,
@@ -236,13 +273,7 @@ def run(
         arch: Architecture.
         seed: Split seed (also seeds the initialisation).
         val_protocol: ``"fixed"`` or ``"pruned"``.
-        size: Model size preset. Defaults to ``"cpu"``.
-        epochs: Epochs of the unpruned run, or ``"tuned"``.
-        lr: Peak learning rate, or ``"tuned"``.
-        budget: ``"epochs"`` or ``"steps"`` (see :func:`fusion.stages.common.budget_epochs`).
-        batch_size: Batch size. Defaults to 64.
-        patience: Early-stopping patience in epochs; None = no early stopping.
-        num_threads: Torch threads. Defaults to 1.
+        settings: The training settings. Defaults to :class:`Settings`'s defaults.
         runs: Keep columns (``method@ratio``) to train; None = every column of the prune table.
         workers: Dask workers training runs side by side (``None``: one per
             core). Defaults to 1 (this process). The rows do not depend on it.
@@ -252,7 +283,7 @@ def run(
         One row per (method, ratio), also written to ``results/train/<key>/<arch>-seed-<s>.csv``.
     """
     graphs = load_graph_cache(key)
-    planned = plan(key, seed, val_protocol, epochs, lr, budget, batch_size, patience, num_threads, runs)
+    planned = plan(key, seed, val_protocol, settings, runs)
     log = RunLog(paths.train_path(key, arch, seed))
     cells = [(method, ratio) for method, ratio, _, _ in planned]
     todo = [(ids, cfg) for _, _, ids, cfg in planned]
@@ -261,5 +292,5 @@ def run(
         method, ratio = cells[k]
         return {"dataset": key, "arch": arch, "seed": int(seed), "method": method, "ratio": ratio, **result}
 
-    log.rows = fit_all(log, arch, size, graphs, todo, row, workers, scheduler)
+    log.rows = fit_all(log, arch, settings.size, graphs, todo, row, workers, scheduler)
     return log.frame().drop(columns="run_key")  # the key stays in the CSV; the page shows the results

@@ -19,9 +19,8 @@ from typing import Any
 import pandas as pd
 
 from fusion import paths
-from fusion.stages.common import RunLog, budget_epochs, load_graph_cache, load_split, train_config
-from fusion.stages.train import fit_all, kept_sets
-from fusion.stages.uncertainty import resolve
+from fusion.stages.common import RunLog, load_graph_cache, load_split
+from fusion.stages.train import Settings, fit_all, kept_sets
 
 
 def grid(
@@ -57,13 +56,7 @@ def run(
     converge_seeds: Sequence[int] = (0,),
     factor: float = 2.0,
     val_protocol: str = "fixed",
-    size: str = "cpu",
-    epochs: int | str = "tuned",
-    lr: float | str = "tuned",
-    budget: str = "epochs",
-    batch_size: int = 64,
-    patience: int | None = None,
-    num_threads: int | None = 1,
+    settings: Settings = Settings(),
     workers: int | None = 1,
     scheduler: str | None = None,
 ) -> pd.DataFrame:
@@ -78,13 +71,8 @@ def run(
         converge_seeds: Seeds whose unpruned run is repeated with ``factor`` x the budget.
         factor: Budget multiplier of the convergence check. Defaults to 2.
         val_protocol: ``"fixed"`` or ``"pruned"``.
-        size: Model size preset. Defaults to ``"cpu"``.
-        epochs: Epochs of the unpruned run, or ``"tuned"`` (the main architecture's choice).
-        lr: Peak learning rate, or ``"tuned"``.
-        budget: ``"epochs"`` or ``"steps"`` (:func:`fusion.stages.common.budget_epochs`).
-        batch_size: Batch size. Defaults to 64.
-        patience: Early-stopping patience in epochs; None = no early stopping.
-        num_threads: Torch threads. Defaults to 1.
+        settings: The training settings (:class:`fusion.stages.train.Settings`;
+            ``"tuned"`` epochs and learning rate are the main architecture's choice).
         workers: Dask workers training runs side by side (``None``: one per
             core). Defaults to 1 (this process). The rows do not depend on it.
         scheduler: Address of an existing Dask scheduler. Defaults to None.
@@ -93,7 +81,7 @@ def run(
         One row per run of :func:`grid` (``factor`` 1 or the multiplier), also
         written to ``results/transfer/<key>/<arch>.csv``.
     """
-    n_epochs, peak_lr = resolve(key, epochs, lr)
+    n_epochs, peak_lr = settings.resolved(key)
     graphs = load_graph_cache(key)
     cells = grid(seeds, ratios, methods, converge_seeds, factor)
     splits = {s: load_split(key, s) for s in sorted({c[0] for c in cells})}
@@ -102,10 +90,8 @@ def run(
     for seed, method, ratio, times in cells:
         split = splits[seed]
         tr, va = kept_sets(tables[seed], split, method, ratio, val_protocol)
-        e = budget_epochs(round(n_epochs * times), len(tr), len(split["train"]), budget)
-        runs.append(
-            ((tr, va, split["test"]), train_config(e, batch_size, peak_lr, patience or e, seed, num_threads))
-        )
+        cfg = settings.config(round(n_epochs * times), peak_lr, seed, len(tr), len(split["train"]))
+        runs.append(((tr, va, split["test"]), cfg))
 
     def row(k: int, res: dict[str, Any]) -> dict[str, Any]:
         seed, method, ratio, times = cells[k]
@@ -120,5 +106,5 @@ def run(
         }
 
     log = RunLog(paths.transfer_path(key, arch))
-    log.rows = fit_all(log, arch, size, graphs, runs, row, workers, scheduler)
+    log.rows = fit_all(log, arch, settings.size, graphs, runs, row, workers, scheduler)
     return log.frame().drop(columns="run_key")  # the key stays in the CSV; the page shows the results
