@@ -143,4 +143,3 @@ def test_ood_table_keeps_fold_sources_apart():
     table = analysis_checks.ood_table(pd.DataFrame(rows)).set_index("folds")
     assert table.loc["kmeans", "improvement_pct"] > 0 > table.loc["paper", "improvement_pct"]
     assert table.loc["kmeans", "n"] == table.loc["paper", "n"] == 4
-
