@@ -60,18 +60,14 @@ from fusion.prune_options import (
     MAX_STEPS,
     NEEDS_U,
     NEEDS_X,
-    OptionError,
-    check_options,
-    check_scheduler,
+    checked_options,
 )
-from fusion.prune_result import PruneResult, ratio_shift, shift_warning, spread_warnings
+from fusion.prune_result import PruneResult, ratio_shift, run_warnings
 from fusion.prune_steps import Digest, Workers, compute_fingerprints, load_dataset
 from fusion.prune_surrogate import VAL_FRACTION, surrogate_scores, surrogate_split
 
-__all__ = ["MIN_PARALLEL", "VAL_FRACTION", "fingerprint_nbytes", "prune", "surrogate_split"]
+__all__ = ["MIN_PARALLEL", "VAL_FRACTION", "prune", "surrogate_split"]
 
-#: Fingerprints from this size (bytes) on get a warning naming the memory-light compression.
-BIG_FINGERPRINTS = 1_000_000_000
 #: Steps on fewer records run in this process: starting local workers would cost
 #: more than it saves (an external ``scheduler`` is used whatever the size). The
 #: pipeline's threshold for SOAP, :data:`fusion.parallel.MIN_ITEMS`.
@@ -190,7 +186,7 @@ def prune(
         "max_steps": max_steps,
         "max_atom_steps": max_atom_steps,
     }
-    compression, address = _checked_options(
+    compression, address = checked_options(
         data,
         target,
         ratio_list,
@@ -253,55 +249,14 @@ def prune(
         skipped=ds.skipped.reset_index(drop=True),
         surrogate=scores.surrogate,
         shift=shift,
-        warnings=_warnings(scores, method, gamma, ratio_list, shift),
+        warnings=run_warnings(
+            scores.U, scores.W, scores.d_nn, scores.surrogate, scores.X, method, gamma, shift
+        ),
         options=options,
         seconds=time.perf_counter() - t0,
         artefacts={} if wd is None else dict(wd.record),
         fingerprints=scores.X,
     )
-
-
-def _checked_options(
-    data: str | Path | CrystalDataset,
-    target: str | None,
-    ratios: list[float],
-    method: str,
-    compression: str | None,
-    scheduler: str | None,
-    train: dict[str, Any],
-    *,
-    gamma: float,
-    n_jobs: int,
-    aleatoric_sign: int,
-    workdir: str | Path | None,
-) -> tuple[str, str | None]:
-    """Check every option before any data are read: ``(compression in use, scheduler address or None)``.
-
-    ``train`` holds the surrogate's options (model, size, epochs, batch_size, lr,
-    patience, device); the address is ``scheduler``, else ``DASK_SCHEDULER_ADDRESS``.
-    """
-    from fusion.fingerprints import COMPRESSIONS, DEFAULT_COMPRESSION
-    from fusion.parallel import scheduler_address
-
-    compression = DEFAULT_COMPRESSION if compression is None else compression
-    check_options(
-        ratios=ratios,
-        method=method,
-        **train,
-        gamma=gamma,
-        n_jobs=n_jobs,
-        aleatoric_sign=aleatoric_sign,
-        workdir=workdir,
-    )
-    if compression not in COMPRESSIONS:
-        raise OptionError(
-            f"--compression: unknown mode {compression!r}; choose one of {', '.join(COMPRESSIONS)}"
-        )
-    address = scheduler_address(scheduler)
-    check_scheduler(address, "--scheduler" if scheduler else "DASK_SCHEDULER_ADDRESS")
-    if not isinstance(data, CrystalDataset) and target is None:
-        raise OptionError("--target is required")
-    return compression, address
 
 
 @dataclass
@@ -403,52 +358,3 @@ def _select_per_ratio(
         )
         for r in ratios
     }
-
-
-def fingerprint_nbytes(X: Any) -> int:
-    """Memory of the fingerprints: the array's bytes, or a sparse matrix's values and indices.
-
-    Args:
-        X: Fingerprints, a numpy array or a scipy sparse matrix (n_records x n_features).
-
-    Returns:
-        int: Bytes held (values, plus column indices and row pointers for a sparse matrix).
-
-    Example:
-        >>> import numpy as np
-        >>> from scipy import sparse
-        >>> fingerprint_nbytes(np.zeros((2, 3), dtype=np.float32))
-        24
-        >>> fingerprint_nbytes(sparse.csr_matrix(np.eye(3, dtype=np.float32)))  # 3 values, 3 indices, 4 pointers
-        40
-    """
-    from scipy import sparse
-
-    if sparse.issparse(X):
-        X = sparse.csr_matrix(X)
-        return int(X.data.nbytes + X.indices.nbytes + X.indptr.nbytes)
-    return int(X.nbytes)
-
-
-def _warnings(
-    scores: _Scores, method: str, gamma: float, ratios: list[float], shift: dict[float, Any]
-) -> list[str]:
-    """What deserves a look: scores that barely vary, a surrogate no better than the median, shifted targets."""
-    warns = spread_warnings(scores.U, scores.W, scores.d_nn, method, gamma)
-    q = scores.surrogate
-    if q is not None and q["val_mae"] >= q["median_val_mae"]:
-        warns.append(
-            f"the surrogate is no better than predicting the median: validation MAE "
-            f"{q['val_mae']:.4g} vs {q['median_val_mae']:.4g} (its U may not mean much; "
-            "try more --epochs or another --model)"
-        )
-    warns += [w for r in ratios if (w := shift_warning(r, shift[r])) is not None]
-    if scores.X is not None and fingerprint_nbytes(scores.X) >= BIG_FINGERPRINTS:
-        n, width = scores.X.shape
-        warns.append(
-            f"the fingerprints take {fingerprint_nbytes(scores.X) / 1e9:.1f} GB ({n:,} records x {width:,} features): "
-            "the default --compression mu1nu1 grows with the number of elements in the data; "
-            "--compression mu2 has 252 features whatever the elements and needs far less memory, "
-            "but keeps nearest-neighbour distances less faithfully (benchmarks/bench_compression.py)"
-        )
-    return warns

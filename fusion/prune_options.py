@@ -190,3 +190,63 @@ def resolve_device(device: str) -> str:
             raise OptionError(f"--device {device}: CUDA is not available on this machine (use auto or cpu)")
         return device
     raise OptionError(f"--device: unknown device {device!r}; choose auto, cpu, cuda or cuda:N")
+
+
+def checked_options(
+    data: Any,
+    target: str | None,
+    ratios: list[float],
+    method: str,
+    compression: str | None,
+    scheduler: str | None,
+    train: dict[str, Any],
+    *,
+    gamma: float,
+    n_jobs: int,
+    aleatoric_sign: int,
+    workdir: str | Path | None,
+) -> tuple[str, str | None]:
+    """Check every option of :func:`fusion.prune_api.prune` before any data are read.
+
+    Args:
+        data: The input (a path, or a :class:`fusion.data.CrystalDataset`, which needs no target).
+        target: The target's name.
+        ratios: Fractions to remove.
+        method: Selection method.
+        compression: SOAP compression, None for the default.
+        scheduler: A Dask scheduler address, or None (then ``DASK_SCHEDULER_ADDRESS``, if set).
+        train: The surrogate's options (model, size, epochs, batch_size, lr, patience, device).
+        gamma: Redundancy-weight decay.
+        n_jobs: Local workers.
+        aleatoric_sign: Sign of the aleatoric term.
+        workdir: The working folder, or None.
+
+    Returns:
+        ``(compression in use, scheduler address or None)``.
+
+    Raises:
+        OptionError: The first bad option, in one line.
+    """
+    from fusion.data import CrystalDataset
+    from fusion.fingerprints import COMPRESSIONS, DEFAULT_COMPRESSION
+    from fusion.parallel import scheduler_address
+
+    compression = DEFAULT_COMPRESSION if compression is None else compression
+    check_options(
+        ratios=ratios,
+        method=method,
+        **train,
+        gamma=gamma,
+        n_jobs=n_jobs,
+        aleatoric_sign=aleatoric_sign,
+        workdir=workdir,
+    )
+    if compression not in COMPRESSIONS:
+        raise OptionError(
+            f"--compression: unknown mode {compression!r}; choose one of {', '.join(COMPRESSIONS)}"
+        )
+    address = scheduler_address(scheduler)
+    check_scheduler(address, "--scheduler" if scheduler else "DASK_SCHEDULER_ADDRESS")
+    if not isinstance(data, CrystalDataset) and target is None:
+        raise OptionError("--target is required")
+    return compression, address

@@ -31,6 +31,8 @@ MAX_KS = 0.1
 MAX_TOP_DECILE_DEVIATION = 0.05
 #: Warn when |kept mean - removed mean| exceeds this many pool standard deviations.
 MAX_MEAN_GAP_SD = 0.5
+#: Fingerprints from this size (bytes) on get a warning naming the memory-light compression.
+BIG_FINGERPRINTS = 1_000_000_000
 
 
 def ratio_label(ratio: float) -> str:
@@ -270,3 +272,74 @@ def shift_warning(ratio: float, s: dict[str, float | None]) -> str | None:
         f"removed {removed} (pool {s['pool_mean']:.4g} +- {sd:.4g}), KS distance {ks:.3f}, "
         f"top-decile share {top:.3f} (0.10 unshifted)"
     )
+
+
+def fingerprint_nbytes(X: Any) -> int:
+    """Memory of the fingerprints: the array's bytes, or a sparse matrix's values and indices.
+
+    Args:
+        X: Fingerprints, a numpy array or a scipy sparse matrix (n_records x n_features).
+
+    Returns:
+        int: Bytes held (values, plus column indices and row pointers for a sparse matrix).
+
+    Example:
+        >>> import numpy as np
+        >>> from scipy import sparse
+        >>> fingerprint_nbytes(np.zeros((2, 3), dtype=np.float32))
+        24
+        >>> fingerprint_nbytes(sparse.csr_matrix(np.eye(3, dtype=np.float32)))  # 3 values, 3 indices, 4 pointers
+        40
+    """
+    from scipy import sparse
+
+    if sparse.issparse(X):
+        X = sparse.csr_matrix(X)
+        return int(X.data.nbytes + X.indices.nbytes + X.indptr.nbytes)
+    return int(X.nbytes)
+
+
+def run_warnings(
+    U: np.ndarray,
+    W: np.ndarray,
+    d_nn: np.ndarray,
+    surrogate: dict[str, Any] | None,
+    X: Any,
+    method: str,
+    gamma: float,
+    shift: dict[float, Any],
+) -> list[str]:
+    """What deserves a look in a prune: scores that barely vary, a weak surrogate, shifted targets, big fingerprints.
+
+    Args:
+        U: Uncertainty scores (NaN where the method does not use them).
+        W: Redundancy weights (likewise).
+        d_nn: Nearest-neighbour distances (likewise).
+        surrogate: The surrogate's quality (``val_mae``, ``median_val_mae``), or None.
+        X: The fingerprints, or None when the method does not compute them.
+        method: Selection method.
+        gamma: Redundancy-weight decay.
+        shift: :func:`ratio_shift` of each ratio's selection, by ratio.
+
+    Returns:
+        One line per warning, in that order.
+    """
+    warns = spread_warnings(U, W, d_nn, method, gamma)
+    q = surrogate
+    if q is not None and q["val_mae"] >= q["median_val_mae"]:
+        warns.append(
+            f"the surrogate is no better than predicting the median: validation MAE "
+            f"{q['val_mae']:.4g} vs {q['median_val_mae']:.4g} (its U may not mean much; "
+            "try more --epochs or another --model)"
+        )
+    warns += [w for r, s in shift.items() if (w := shift_warning(r, s)) is not None]
+    if X is not None and fingerprint_nbytes(X) >= BIG_FINGERPRINTS:
+        n, width = X.shape
+        warns.append(
+            f"the fingerprints take {fingerprint_nbytes(X) / 1e9:.1f} GB ({n:,} records x {width:,} features): "
+            "the default --compression mu1nu1 grows with the number of elements in the data; "
+            "--compression mu2 has 252 features whatever the elements and needs far less memory, "
+            "but keeps nearest-neighbour distances less faithfully (benchmarks/bench_compression.py); "
+            "with --workdir, dense fingerprints are written to disk block by block instead of held in memory"
+        )
+    return warns

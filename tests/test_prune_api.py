@@ -83,12 +83,14 @@ def test_flat_uncertainty_warns(fake_surrogate):
 
 
 def test_wide_fingerprints_warn_and_name_the_light_compression(fake_surrogate, monkeypatch):
-    monkeypatch.setattr(prune_api, "BIG_FINGERPRINTS", 10 * 4)  # any 10-record float32 matrix of >= 1 feature
+    monkeypatch.setattr(
+        prune_result, "BIG_FINGERPRINTS", 10 * 4
+    )  # any 10-record float32 matrix of >= 1 feature
     result = prune_api.prune(tiny_dataset(), ratios=0.3, method="weight", device="cpu")
     (warning,) = [w for w in result.warnings if "fingerprints take" in w]
     assert "10 records x" in warning
     assert "--compression mu2 has 252 features" in warning
-    monkeypatch.setattr(prune_api, "BIG_FINGERPRINTS", 10**12)
+    monkeypatch.setattr(prune_result, "BIG_FINGERPRINTS", 10**12)
     result = prune_api.prune(tiny_dataset(), ratios=0.3, method="weight", device="cpu")
     assert not any("fingerprints take" in w for w in result.warnings)
 

@@ -302,5 +302,5 @@ def test_streamed_fingerprints_memory_does_not_grow_with_the_dataset(tmp_path, m
     growth = (960 - 320) * 252 * 4
     held = peak(960, None) - peak(320, None)
     streamed = peak(960, tmp_path / "a") - peak(320, tmp_path / "b")
-    assert held >= growth, (held, growth)
+    assert held > growth / 2, (held, growth)  # the measure sees the array (growth +- transients)
     assert streamed < growth / 4, (streamed, growth)
