@@ -280,10 +280,10 @@ def test_dense_fingerprints_stream_to_the_working_folder(tmp_path, monkeypatch):
 
 
 def test_streamed_fingerprints_memory_does_not_grow_with_the_dataset(tmp_path, monkeypatch):
-    """Peak traced memory of the fingerprint step for 320 and 960 records, in blocks of 64.
+    """Peak traced memory of the fingerprint step for 256 and 1,280 records, in blocks of 64.
 
     numpy reports its buffers to tracemalloc, so the measure sees the arrays:
-    held in memory, the peak grows with the array (by 640 rows x 252 x 4 bytes);
+    held in memory, the peak grows with the array (by 1,024 rows x 252 x 4 bytes);
     written to the working folder, it stays about one block (the old code held
     every block and their concatenation: twice the growth).
     """
@@ -299,8 +299,8 @@ def test_streamed_fingerprints_memory_does_not_grow_with_the_dataset(tmp_path, m
             tracemalloc.stop()
 
     _fingerprints(_dense_dataset(2), None, monkeypatch)  # imports and first-call caches, not measured
-    growth = (960 - 320) * 252 * 4
-    held = peak(960, None) - peak(320, None)
-    streamed = peak(960, tmp_path / "a") - peak(320, tmp_path / "b")
+    growth = (1280 - 256) * 252 * 4
+    held = peak(1280, None) - peak(256, None)
+    streamed = peak(1280, tmp_path / "a") - peak(256, tmp_path / "b")
     assert held > growth / 2, (held, growth)  # the measure sees the array (growth +- transients)
     assert streamed < growth / 4, (streamed, growth)
