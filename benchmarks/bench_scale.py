@@ -45,11 +45,12 @@ import numpy as np
 import psutil
 from scipy import sparse
 
-from fusion.data import DATASETS, RawRecord, read_records, validate_records
+from fusion.data import DATASETS, read_records
 from fusion.fingerprints import DEFAULT_COMPRESSION, dataset_species, soap_fingerprints
 from fusion.parallel import workers
 from fusion.prune_result import fingerprint_nbytes
 from fusion.prune_steps import Digest, Workers, compute_fingerprints
+from fusion.record_checks import RawRecord, validate_records
 from fusion.selection import fusion_prune, importance, nearest_neighbor_distance, redundancy_weight
 
 RESULTS = Path(__file__).parent / "results"

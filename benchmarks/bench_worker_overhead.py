@@ -75,8 +75,8 @@ def _job(args: tuple[str, int]) -> float:
 
 def make_sample(path: Path, n: int = 1200, seed: int = 0) -> dict[str, Any]:
     """A seeded sample of ``n`` checked structures of every shared dataset, with their species, pickled."""
-    from fusion.data import validate_records
     from fusion.fingerprints import dataset_species
+    from fusion.record_checks import validate_records
 
     recs = all_records(None)
     pick = [recs[i] for i in sorted(np.random.default_rng(seed).choice(len(recs), n, replace=False))]

@@ -1,7 +1,7 @@
 """Load the original online sources: Matbench through matminer, JARVIS-DFT through jarvis-tools.
 
 Both download their data when it is not cached yet (this needs the network) and
-check every record with :func:`fusion.data.validate_records`, so they return a
+check every record with :func:`fusion.record_checks.validate_records`, so they return a
 :class:`fusion.data.CrystalDataset` with its ``skipped`` table like every
 other loader.
 """
@@ -14,7 +14,8 @@ from typing import Any
 
 from pymatgen.core import Structure
 
-from fusion.data import CrystalDataset, DataError, RawRecord, validate_records
+from fusion.data import CrystalDataset, DataError
+from fusion.record_checks import RawRecord, validate_records
 
 
 def _jarvis_structure(atoms: dict[str, Any]) -> Structure:
@@ -33,7 +34,7 @@ def load_matbench(task: str, data_home: str | Path | None = None, **kwargs: Any)
     Args:
         task: Matbench task, e.g. ``"matbench_jdft2d"``.
         data_home: matminer's dataset folder. Defaults to matminer's own.
-        **kwargs: Passed to :func:`fusion.data.validate_records`.
+        **kwargs: Passed to :func:`fusion.record_checks.validate_records`.
     """
     from matminer.datasets import load_dataset as mm_load
 
@@ -67,7 +68,7 @@ def load_jarvis(
         dataset: JARVIS database name, e.g. ``"dft_2d"`` or ``"dft_3d"``.
         target: Property key, e.g. ``"exfoliation_energy"``.
         store_dir: Download folder. Defaults to jarvis-tools' cache.
-        **kwargs: Passed to :func:`fusion.data.validate_records`.
+        **kwargs: Passed to :func:`fusion.record_checks.validate_records`.
     """
     from jarvis.db.figshare import data as jarvis_data
 

@@ -11,7 +11,7 @@ fingerprints and graphs of a packed structure equal those of the structure it
 was packed from (``tests/test_packed.py``).
 
 Records are packed on the worker that checks them
-(:func:`fusion.data.validate_records` with ``packed=True``), so the full
+(:func:`fusion.record_checks.validate_records` with ``packed=True``), so the full
 structures never travel to the main process.
 """
 

@@ -73,7 +73,7 @@ SUFFIX = {
 
 #: The modules (paths under the package folder) whose source decides each artefact.
 CODE = {
-    "structures": ("data.py", "userdata.py", "user_records.py", "cif.py", "packed.py"),
+    "structures": ("data.py", "record_checks.py", "userdata.py", "user_records.py", "cif.py", "packed.py"),
     "fingerprints": ("fingerprints.py",),
     "graphs": ("graphs.py", "featurize.py"),
     "surrogate": ("train.py", "models", "uncertainty.py"),

@@ -25,7 +25,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from fusion.data import DataError, RawRecord, _as_float
+from fusion.data import DataError
+from fusion.record_checks import RawRecord, as_float
 
 
 @dataclass
@@ -38,7 +39,7 @@ class UserRecords:
         problems: Reasons known from reading alone, by record id (first
             occurrence): ``no such file``, ``empty file``, ``no value for target``
             with the keys or columns available. Records listed here fail
-            :func:`fusion.data.check_record` too; these reasons only say more precisely why.
+            :func:`fusion.record_checks.check_record` too; these reasons only say more precisely why.
         unreadable: ``(label, reason)`` of input rows that have no usable id
             (an empty id in ``id_prop.csv``, a JSON item without ``"id"``).
     """
@@ -76,7 +77,7 @@ def _parse_id_prop(path: Path, target: str) -> tuple[list[tuple[int, str, str]],
     second = head[1] if len(head) > 1 else ""
     columns = None
     col = 1
-    if second and second.lower() not in {"na", "nan", "none"} and _as_float(second) is None:
+    if second and second.lower() not in {"na", "nan", "none"} and as_float(second) is None:
         columns = head
         if target not in head[1:]:
             raise DataError(

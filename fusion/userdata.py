@@ -1,7 +1,7 @@
 """Load a user's own crystal data (a CIF folder, an extended-XYZ file or a JSON list), checked.
 
 The files are read by :func:`fusion.user_records.read_user_records` (one reader
-per layout); every record is then checked by :func:`fusion.data.validate_records`.
+per layout); every record is then checked by :func:`fusion.record_checks.validate_records`.
 Two ways to load them: :func:`load_user_data` (and the per-layout
 :func:`load_cif_folder`, :func:`load_extxyz`, :func:`load_json_records`) stops
 at the first bad record with ``errors="raise"`` and warns when it skips;
@@ -18,7 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from fusion.data import DEFAULT_CUTOFF, SKIP_COLUMNS, CrystalDataset, DataError, RawRecord, validate_records
+from fusion.data import DEFAULT_CUTOFF, SKIP_COLUMNS, CrystalDataset, DataError
+from fusion.record_checks import RawRecord, validate_records
 from fusion.user_records import (
     UserRecords,
     cif_folder_records,
@@ -44,7 +45,7 @@ def load_cif_folder(folder: str | Path, target: str = "target", **kwargs: Any) -
         folder: The folder.
         target: Target name: a column of ``id_prop.csv`` if it has a header,
             else only a label for the single value column.
-        **kwargs: Passed to :func:`fusion.data.validate_records`.
+        **kwargs: Passed to :func:`fusion.record_checks.validate_records`.
 
     Raises:
         DataError: If ``id_prop.csv`` is missing or malformed.
@@ -84,7 +85,7 @@ def load_user_data(path: str | Path, target: str, **kwargs: Any) -> CrystalDatas
         path: A folder with ``id_prop.csv`` and CIF files, a ``.extxyz``/``.xyz``
             file, or a ``.json``/``.json.gz`` list of records.
         target: Target name.
-        **kwargs: Passed to :func:`fusion.data.validate_records`.
+        **kwargs: Passed to :func:`fusion.record_checks.validate_records`.
 
     Raises:
         DataError: If the path does not exist or its kind is not recognised.
@@ -138,7 +139,7 @@ def collect_user_data(
             given. Defaults to 1.
         progress: Show a progress bar. Defaults to True.
         client: A ``distributed.Client`` from :func:`fusion.parallel.workers`
-            to check the records on (:func:`fusion.data.validate_records`).
+            to check the records on (:func:`fusion.record_checks.validate_records`).
             Defaults to None.
         packed: Hold the structures as :class:`fusion.packed.PackedStructure`
             (what ``fusion prune`` does). Defaults to False.

@@ -15,6 +15,7 @@ from pymatgen.core import Lattice, Structure
 
 from fusion import data as fd
 from fusion import online, userdata
+from fusion import record_checks as rc
 from fusion.splits import load_split, pool_ids, random_split, save_split
 
 BROKEN_CIF = "data_broken\n_cell_length_a 3.0\nloop_\n_atom_site_label\nthis is not a cif\n"
@@ -28,24 +29,24 @@ def isolated() -> Structure:
     return Structure(Lattice.cubic(30.0), ["H", "H"], [[0, 0, 0], [0.6, 0.6, 0.6]])
 
 
-def bad_records() -> list[fd.RawRecord]:
+def bad_records() -> list[rc.RawRecord]:
     return [
-        fd.RawRecord("ok-1", rocksalt(), 1.0),
-        fd.RawRecord("broken-cif", BROKEN_CIF, 1.0),
-        fd.RawRecord("no-target", cscl(), None),
-        fd.RawRecord("nan-target", cscl(), float("nan")),
-        fd.RawRecord("inf-target", cscl(), float("inf")),
-        fd.RawRecord("text-target", cscl(), "abc"),
-        fd.RawRecord("ok-1", cscl(), 2.0),
-        fd.RawRecord("partial", partial_occupancy(), 1.0),
-        fd.RawRecord("lonely", isolated(), 1.0),
-        fd.RawRecord("ok-2", cscl().to(fmt="cif"), "3.5"),
+        rc.RawRecord("ok-1", rocksalt(), 1.0),
+        rc.RawRecord("broken-cif", BROKEN_CIF, 1.0),
+        rc.RawRecord("no-target", cscl(), None),
+        rc.RawRecord("nan-target", cscl(), float("nan")),
+        rc.RawRecord("inf-target", cscl(), float("inf")),
+        rc.RawRecord("text-target", cscl(), "abc"),
+        rc.RawRecord("ok-1", cscl(), 2.0),
+        rc.RawRecord("partial", partial_occupancy(), 1.0),
+        rc.RawRecord("lonely", isolated(), 1.0),
+        rc.RawRecord("ok-2", cscl().to(fmt="cif"), "3.5"),
     ]
 
 
 def test_bad_input_is_skipped_and_reported(tmp_path):
     with pytest.warns(UserWarning, match="skipped 8 of 10"):
-        ds = fd.validate_records(bad_records(), name="t", target="y", progress=False)
+        ds = rc.validate_records(bad_records(), name="t", target="y", progress=False)
     assert ds.ids == ["ok-1", "ok-2"]
     assert_bitwise_equal(ds.targets, np.array([1.0, 3.5]))  # parsed, no arithmetic: exact
     reasons = dict(zip(ds.skipped.id + "|" + ds.skipped.index.astype(str), ds.skipped.reason, strict=True))
@@ -73,19 +74,19 @@ def test_bad_input_is_skipped_and_reported(tmp_path):
 def test_raise_mode_names_the_record(rid, match):
     recs = [bad_records()[0], next(r for r in bad_records() if r.id == rid)]
     with pytest.raises(fd.DataError, match=rf"record '{rid}'.*{match}"):
-        fd.validate_records(recs, name="t", target="y", errors="raise", progress=False)
+        rc.validate_records(recs, name="t", target="y", errors="raise", progress=False)
 
 
 def test_parallel_validation_matches_serial():
     recs = [
-        fd.RawRecord(f"r{k}", (rocksalt(5.5 + 0.01 * k) if k % 3 else cscl()).to(fmt="cif"), k)
+        rc.RawRecord(f"r{k}", (rocksalt(5.5 + 0.01 * k) if k % 3 else cscl()).to(fmt="cif"), k)
         for k in range(240)
     ]
-    recs.append(fd.RawRecord("bad", BROKEN_CIF, 1.0))
+    recs.append(rc.RawRecord("bad", BROKEN_CIF, 1.0))
     with pytest.warns(UserWarning, match="skipped 1"):
-        serial = fd.validate_records(recs, name="t", target="y", progress=False)
+        serial = rc.validate_records(recs, name="t", target="y", progress=False)
     with pytest.warns(UserWarning, match="skipped 1"):
-        parallel = fd.validate_records(recs, name="t", target="y", n_jobs=2, progress=False)
+        parallel = rc.validate_records(recs, name="t", target="y", n_jobs=2, progress=False)
     assert serial.ids == parallel.ids
     assert_bitwise_equal(serial.targets, parallel.targets)  # one code path in workers or not: exact
     assert serial.skipped.equals(parallel.skipped)

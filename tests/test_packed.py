@@ -12,9 +12,9 @@ from conftest import assert_bitwise_equal, assert_same_integers, cscl, rocksalt
 from pymatgen.core import Lattice, Structure
 
 from fusion import featurize, fingerprints
-from fusion.data import RawRecord, validate_records
 from fusion.packed import PackedStructure
 from fusion.prune_cache import structures_digest
+from fusion.record_checks import RawRecord, validate_records
 
 
 def _crystals() -> list[Structure]:

@@ -138,16 +138,16 @@ def test_graphs_reject_bad_arguments():
 
 
 def test_fingerprints_and_checks_equal_serial_on_a_cluster(cluster):
-    import fusion.data as fd
+    import fusion.record_checks as rc
     from fusion.fingerprints import dataset_species, soap_fingerprints
 
     cifs, y, ids = _cifs()
-    recs = [fd.RawRecord(i, c, v) for i, c, v in zip(ids, cifs, y, strict=True)]
-    serial = fd.validate_records(recs, name="t", target="y", progress=False)
+    recs = [rc.RawRecord(i, c, v) for i, c, v in zip(ids, cifs, y, strict=True)]
+    serial = rc.validate_records(recs, name="t", target="y", progress=False)
     species = dataset_species(serial.structures)
     X = soap_fingerprints(serial.structures, species, "mu2", progress=False)
     with workers(scheduler=cluster.scheduler_address) as client:
-        parallel = fd.validate_records(recs, name="t", target="y", progress=False, client=client)
+        parallel = rc.validate_records(recs, name="t", target="y", progress=False, client=client)
         Xp = soap_fingerprints(
             parallel.structures, species, "mu2", progress=False, chunk_size=2, client=client
         )
