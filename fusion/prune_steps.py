@@ -155,7 +155,7 @@ def load_dataset(
     """
     if isinstance(data, CrystalDataset):
         return data, data.name
-    from fusion import prune_cache, userdata
+    from fusion import prune_cache, prune_files, userdata
     from fusion.data import DEFAULT_CUTOFF
 
     def collect() -> CrystalDataset:
@@ -169,8 +169,8 @@ def load_dataset(
         "structures",
         lambda: {"input": prune_cache.input_signature(data), "target": target, "cutoff": DEFAULT_CUTOFF},
         collect,
-        prune_cache.save_pickle,
-        prune_cache.load_pickle,
+        prune_files.save_pickle,
+        prune_files.load_pickle,
     )
     if len(ds.skipped) and not skip_bad:
         raise userdata.BadRecordsError(str(data), ds.skipped, len(ds) + len(ds.skipped))
@@ -224,7 +224,7 @@ def compute_fingerprints(
     dense rows'.
 
     Dense blocks never pile up: with a working folder each is appended to the
-    artefact's ``.npy`` file as it comes (:func:`fusion.prune_cache.write_rows`)
+    artefact's ``.npy`` file as it comes (:func:`fusion.prune_files.write_rows`)
     and the result is a read-only memory map of that file, so this step holds
     one block in memory however large the dataset; without one, each is copied
     into the one preallocated result.
@@ -236,7 +236,7 @@ def compute_fingerprints(
     from scipy import sparse
     from tqdm.auto import tqdm
 
-    from fusion import fingerprints, prune_cache
+    from fusion import fingerprints, prune_files
 
     def compute(stem: Path | None) -> Any:
         """The fingerprints, or with ``stem`` the path of the file they were written to."""
@@ -249,7 +249,7 @@ def compute_fingerprints(
             if np.count_nonzero(first) < SPARSE_BELOW * first.size:
                 rest = _csr_rest(ds.structures[per_block:], species, compression, pool, per_block, bar)
                 X = sparse.vstack([sparse.csr_matrix(first), *rest], format="csr")
-                return X if stem is None else prune_cache.save_sparse(X, stem.with_suffix(".npz"))
+                return X if stem is None else prune_files.save_sparse(X, stem.with_suffix(".npz"))
 
             def blocks() -> Any:
                 yield first
@@ -260,7 +260,7 @@ def compute_fingerprints(
 
             shape = (n, first.shape[1])
             if stem is not None:
-                return prune_cache.write_rows(stem.with_suffix(".npy"), shape, blocks())
+                return prune_files.write_rows(stem.with_suffix(".npy"), shape, blocks())
             out = np.empty(shape, dtype=np.float32)
             a = 0
             for block in blocks():
@@ -274,7 +274,7 @@ def compute_fingerprints(
         "fingerprints",
         {"structures": digest.structures, "n": len(ds), "compression": compression},
         compute,
-        prune_cache.load_array,
+        prune_files.load_array,
     )
 
 
@@ -342,7 +342,7 @@ def compute_graphs(
     ds: CrystalDataset, pool: Workers, workdir: WorkDir | None, digest: Digest, progress: bool
 ) -> list[Any]:
     """Graphs of the dataset (one per record, in order, targets in ``y``), through the working folder."""
-    from fusion import featurize, graphs, prune_cache
+    from fusion import featurize, graphs, prune_files
 
     meta = {"cutoff": graphs.DEFAULT_CUTOFF, "max_neighbors": graphs.DEFAULT_MAX_NEIGHBORS}
 
@@ -375,6 +375,6 @@ def compute_graphs(
         "graphs",
         lambda: graph_parts(digest),
         compute,
-        lambda g, path: prune_cache.save_graph_list(g, path, meta),
-        lambda path: prune_cache.load_graph_list(path, meta),
+        lambda g, path: prune_files.save_graph_list(g, path, meta),
+        lambda path: prune_files.load_graph_list(path, meta),
     )

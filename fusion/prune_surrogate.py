@@ -150,7 +150,7 @@ def surrogate_scores(
         ``U``, ``u_ale``, ``u_epi`` (one per record) and the surrogate's
         quality (:attr:`fusion.prune_result.PruneResult.surrogate`).
     """
-    from fusion import prune_cache, uncertainty
+    from fusion import prune_cache, prune_files, uncertainty
     from fusion.stats import median_predictor_mae
     from fusion.train import TrainConfig
 
@@ -209,8 +209,8 @@ def surrogate_scores(
             "device": dev,
         },
         train,
-        prune_cache.save_surrogate,
-        prune_cache.load_surrogate,
+        prune_files.save_surrogate,
+        prune_files.load_surrogate,
     )
     u_ale, u_epi = art["u_ale"], art["u_epi"]
     reused = "U" not in fresh
