@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fusion.report import study_checks, study_tables, tables
+from fusion.report import formatting, study_checks, study_tables, tables
 from fusion.verdict import describe_change
 
 UNITS = {"a": "meV/atom", "b": "eV"}
@@ -26,14 +26,14 @@ def test_describe_change_reads_correctly_for_either_sign():
 
 
 def test_signed_ci_and_p_formatting():
-    assert study_tables.signed(3.94) == "+3.9"
-    assert study_tables.signed(-3.94) == "\u22123.9"
-    assert study_tables.signed(float("nan")) == "–"
-    assert study_tables.ci_cell(-3.9, -8.0, 0.25) == "\u22123.9 (\u22128.0 to +0.2)"
-    assert study_tables.fmt_p(0.0004) == "< 0.001"
-    assert study_tables.fmt_p(0.0312) == "0.031"
-    assert study_tables.span("1.00×", "x", "1.00×", "x") == "1.00× (x)"
-    assert study_tables.span("0.5×", "x", "1.2×", "y") == "from 0.5× (x) to 1.2× (y)"
+    assert formatting.signed(3.94) == "+3.9"
+    assert formatting.signed(-3.94) == "\u22123.9"
+    assert formatting.signed(float("nan")) == "–"
+    assert formatting.ci_cell(-3.9, -8.0, 0.25) == "\u22123.9 (\u22128.0 to +0.2)"
+    assert formatting.fmt_p(0.0004) == "< 0.001"
+    assert formatting.fmt_p(0.0312) == "0.031"
+    assert formatting.span("1.00×", "x", "1.00×", "x") == "1.00× (x)"
+    assert formatting.span("0.5×", "x", "1.2×", "y") == "from 0.5× (x) to 1.2× (y)"
 
 
 # ----------------------------------------------------------------------------- verdict and gate
@@ -103,7 +103,7 @@ def test_comparison_display_is_one_dataset_with_at_most_eight_columns():
     assert first["method"] == "FUSION (s = −1)"
     assert first["improvement, 95 % CI (%)"] == "\u221212.0 (\u221220.0 to \u22124.0)"
     assert "seeds" not in shown.columns  # every row has 5 seeds: said in the caption
-    assert study_tables.ci(-331.5, 323.6) == "\u2212332 to +324"
+    assert formatting.ci(-331.5, 323.6) == "\u2212332 to +324"
     assert first["p (Holm)"] == "0.004"
     sections = study_tables.comparison_sections(_comparison(), UNITS)
     assert list(sections) == ["a", "b"]

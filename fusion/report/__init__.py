@@ -11,6 +11,7 @@ Modules:
 - :mod:`~fusion.report.inputs`: reading result files, ``params.yaml`` and the run settings;
 - :mod:`~fusion.report.glue`: gluing values, figures and tables into a page;
 - :mod:`~fusion.report.palette`: one colour, marker and label per pruning method;
+- :mod:`~fusion.report.formatting`: how numbers, intervals, p-values and method labels are written;
 - :mod:`~fusion.report.study_tables`: the results page's tables and sentences (verdict,
   accuracy gate, convergence, effective size, paired comparisons), with
   :func:`~fusion.verdict.describe_change` for numbers in words;

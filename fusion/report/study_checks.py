@@ -14,17 +14,9 @@ from typing import Any
 import pandas as pd
 
 from fusion.report import palette
-from fusion.report.study_tables import (
-    ALPHA,
-    _label,
-    by_ratio,
-    ci_cell,
-    describe_change,
-    fmt_p,
-    signed,
-    span,
-    unit_of,
-)
+from fusion.report.formatting import by_ratio, ci_cell, fmt_p, label, signed, span, unit_of
+from fusion.report.study_tables import ALPHA
+from fusion.verdict import describe_change
 
 
 def _ordered(df: pd.DataFrame, *by: str) -> pd.DataFrame:
@@ -146,7 +138,7 @@ def protocol_display(protocol: pd.DataFrame, units: Mapping[str, str]) -> tuple[
         rows.append(
             {
                 "dataset": r["dataset"],
-                "method": _label(r["method"]),
+                "method": label(r["method"]),
                 "removed": removed,
                 "val. records": f"{g['n_val_fixed']:.0f} → {g['n_val_pruned']:.0f}",
                 f"val MAE, fixed → pruned{head}": f"{g['val_mae_fixed']:.4g} → {g['val_mae_pruned']:.4g}{u}",
@@ -155,7 +147,7 @@ def protocol_display(protocol: pd.DataFrame, units: Mapping[str, str]) -> tuple[
             }
         )
         if r["method"].startswith("fusion"):
-            said.append(f"{_label(r['method'])} on {r['dataset']} with {removed} removed has "
+            said.append(f"{label(r['method'])} on {r['dataset']} with {removed} removed has "
                         f"{describe_change(pct, 'test MAE')} with the pruned validation set")  # fmt: skip
     sentence = "; ".join(said) if said else "no FUSION rows in the protocol runs"
     return pd.DataFrame(rows), {"protocol_sentence": sentence}
@@ -177,7 +169,7 @@ def optimal_display(optimal: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]
     table = pd.DataFrame(
         {
             "dataset": o["dataset"].to_numpy(),
-            "method": [_label(m) for m in o["method"]],
+            "method": [label(m) for m in o["method"]],
             "chosen fraction": [f"{100 * r:.1f} %" for r in o["chosen_ratio"]],
             "against": ["no pruning" if v == "ratio 0" else str(v) for v in o["versus"]],
             "improvement, 95 % CI (%)": [
@@ -195,7 +187,7 @@ def optimal_display(optimal: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]
         b = fus.loc[fus["improvement_pct"].idxmax()]
         chosen = "no pruning itself" if b.chosen_ratio == 0 else f"removing {100 * b.chosen_ratio:.1f} %"
         sentence = (
-            f"the best is {_label(b.method)} on {b.dataset}: validation chose {chosen}, which gives "
+            f"the best is {label(b.method)} on {b.dataset}: validation chose {chosen}, which gives "
             f"{describe_change(b.improvement_pct)} on test than no pruning (Holm p {fmt_p(b.p_holm)})"
         )
     return table, {"optimal_sentence": sentence, "optimal_n": int(optimal["n"].max())}
@@ -216,7 +208,7 @@ def ood_display(ood: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
         {
             "dataset": o["dataset"].to_numpy(),
             "folds": [source.get(f, f) for f in folds],
-            "method": [_label(m) for m in o["method"]],
+            "method": [label(m) for m in o["method"]],
             "pairs": o["n"].astype(int).to_numpy(),
             "improvement, 95 % CI (%)": [
                 ci_cell(x, a, b)
@@ -227,7 +219,7 @@ def ood_display(ood: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
         }
     )
     said = [
-        f"{_label(r.method)} on {r.dataset} ({source.get(f, f)}): {describe_change(r.improvement_pct)} than random "
+        f"{label(r.method)} on {r.dataset} ({source.get(f, f)}): {describe_change(r.improvement_pct)} than random "
         f"({'Holm-significant' if r.p_holm < ALPHA else 'not significant'}, Holm p {fmt_p(r.p_holm)})"
         for r, f in zip(o.itertuples(), folds, strict=True)
         if r.method.startswith("fusion")

@@ -13,74 +13,25 @@ Sign convention of the inputs (that of :mod:`fusion.analysis`):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from fusion.report import palette
+from fusion.report.formatting import (
+    by_ratio,
+    ci_cell,
+    fmt_mae,
+    fmt_p,
+    label,
+    span,
+    unit_of,
+)
 from fusion.verdict import describe_change
 
 ALPHA = 0.05  # Holm-adjusted significance level (that of fusion.analysis)
-MINUS = "\u2212"
-
-
-# ----------------------------------------------------------------------------- formatting
-
-
-def signed(x: float, digits: int = 1) -> str:
-    """``+3.9`` / ``−3.9`` (a true minus sign); a dash for NaN."""
-    if x is None or not np.isfinite(x):
-        return "–"
-    s = f"{x:+.{digits}f}"
-    return s.replace("-", MINUS)
-
-
-def fmt_p(p: float) -> str:
-    """A p-value to two significant digits (``< 0.001`` below that); a dash for NaN."""
-    if p is None or not np.isfinite(p):
-        return "–"
-    return "< 0.001" if p < 0.001 else f"{p:.2g}"
-
-
-def fmt_mae(x: float, unit: str | None = None) -> str:
-    """An MAE to four significant digits, with its unit if given; a dash for NaN."""
-    if x is None or not np.isfinite(x):
-        return "–"
-    return f"{x:.4g} {unit}" if unit else f"{x:.4g}"
-
-
-def ci(low: float, high: float, digits: int = 1) -> str:
-    """``−3.1 to +4.2`` (a 95 % interval in %; no decimals once an end reaches 100)."""
-    if np.isfinite(low) and np.isfinite(high) and max(abs(low), abs(high)) >= 100:
-        digits = 0
-    return f"{signed(low, digits)} to {signed(high, digits)}"
-
-
-def ci_cell(x: float, low: float, high: float, digits: int = 1) -> str:
-    """``−3.9 (−8.1 to +0.3)``: an improvement in % with its 95 % interval."""
-    return f"{signed(x, digits)} ({ci(low, high, digits)})"
-
-
-def span(lo: str, lo_at: str, hi: str, hi_at: str) -> str:
-    """``from 0.50× (a) to 1.04× (b)``, or one value when both ends read the same."""
-    if lo == hi:
-        return f"{lo} ({lo_at})" if lo_at == hi_at else f"{lo} ({lo_at}; {hi_at})"
-    return f"from {lo} ({lo_at}) to {hi} ({hi_at})"
-
-
-def _label(method: str) -> str:
-    try:
-        return palette.label(method)
-    except KeyError:
-        return method
-
-
-def unit_of(units: Mapping[str, str], key: str) -> str:
-    """The unit of dataset ``key`` ("?" if unknown)."""
-    u = units.get(key)
-    return u if isinstance(u, str) and u else "?"
 
 
 # ----------------------------------------------------------------------------- study and verdict
@@ -259,29 +210,6 @@ def effective_display(effective: pd.DataFrame) -> pd.DataFrame:
     return by_ratio(part, cell)
 
 
-def by_ratio(part: pd.DataFrame, cell: Sequence[str]) -> pd.DataFrame:
-    """A display table: one row per dataset and method (palette order), one column per fraction removed.
-
-    Args:
-        part: Rows with ``dataset``, ``method`` and ``ratio``.
-        cell: The text shown for each row of ``part``, in its order.
-
-    Returns:
-        Columns ``dataset``, ``method`` (its label) and ``<r> % removed`` per
-        ratio; a missing cell reads "–".
-    """
-    order = {m: k for k, m in enumerate(palette.ordered(part["method"]))}
-    wide = part.assign(cell=list(cell), label=[_label(m) for m in part["method"]])
-    wide = wide.assign(rank=[order[m] for m in wide["method"]])
-    out = wide.pivot_table(
-        index=["dataset", "rank", "label"], columns="ratio", values="cell", aggfunc="first"
-    )
-    out.columns = [f"{100 * c:.0f} % removed" for c in out.columns]
-    out = out.reset_index().drop(columns="rank").rename(columns={"label": "method"}).fillna("–")
-    out.columns.name = None
-    return out
-
-
 def effective_numbers(effective: pd.DataFrame, method: str = "fusion_neg") -> dict[str, Any]:
     """The extremes of ``n_eff / n_kept`` of ``method`` (``eff_min``, ``eff_max`` and where)."""
     part = (
@@ -319,7 +247,7 @@ def comparison_display(comparison: pd.DataFrame, dataset: str, unit: str) -> pd.
     part = part.assign(rank=[order[m] for m in part["method"]]).sort_values(["rank", "ratio"])
     out = pd.DataFrame(
         {
-            "method": [_label(m) for m in part["method"]],
+            "method": [label(m) for m in part["method"]],
             "removed": [f"{100 * r:.0f} %" for r in part["ratio"]],
             "seeds": part["n"].astype(int).to_numpy(),
             f"MAE: method vs random ({unit})": [
@@ -347,7 +275,7 @@ def significance_counts(comparison: pd.DataFrame, alpha: float = ALPHA) -> pd.Da
         sig = g["p_holm"] < alpha
         lower = int((sig & (g["improvement_pct"] > 0)).sum())
         higher = int((sig & (g["improvement_pct"] < 0)).sum())
-        rows.append({"method": _label(method), "comparisons": len(g), "significantly lower MAE": lower,
+        rows.append({"method": label(method), "comparisons": len(g), "significantly lower MAE": lower,
                      "significantly higher MAE": higher, "not significant": len(g) - lower - higher})  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -379,7 +307,7 @@ def cross_display(cross: pd.DataFrame) -> pd.DataFrame:
     c = cross.assign(rank=[order[m] for m in cross["method"]]).sort_values(["rank", "ratio"])
     return pd.DataFrame(
         {
-            "method": [_label(m) for m in c["method"]],
+            "method": [label(m) for m in c["method"]],
             "removed": [f"{100 * r:.0f} %" for r in c["ratio"]],
             "datasets": c["k"].astype(int).to_numpy(),
             "mean improvement, 95 % CI (%)": [

@@ -15,8 +15,9 @@ import pandas as pd
 
 from fusion.analysis import CONVERGED, GATE_MEDIAN
 from fusion.report.figures import pyplot
+from fusion.report.formatting import ci_cell, fmt_mae, fmt_p, label, signed, unit_of
 from fusion.report.study import FONT, placeholder
-from fusion.report.study_tables import ALPHA, _label, ci_cell, fmt_mae, fmt_p, signed, unit_of
+from fusion.report.study_tables import ALPHA
 from fusion.transfer import GATE_MATBENCH, headline_rows
 from fusion.verdict import describe_change
 
@@ -84,7 +85,7 @@ def transfer_display(
         }
         method = heads.get(r.dataset)
         for ratio in ratios:
-            name = f"{_label(method or 'fusion_neg')} vs random, {100 * ratio:g} % removed (%)"
+            name = f"{label(method or 'fusion_neg')} vs random, {100 * ratio:g} % removed (%)"
             key = (r.dataset, r.arch, method, ratio)
             if cmp is None or method is None or key not in cmp.index:
                 row[name] = "–"
@@ -149,7 +150,7 @@ def transfer_heatmap(accuracy: pd.DataFrame, comparison: pd.DataFrame, heads: Ma
             dark = gated and abs(values[i, j]) > 0.6 * SCALE_PCT  # white text on saturated colours
             ax.text(j, i, text, ha="center", va="center", fontsize=FONT, color="white" if dark else "black",
                     style="normal" if gated else "italic")  # fmt: skip
-    ax.set_xticks(range(len(cols)), [f"{key}\n{_label(heads[key])}\n{100 * r:g} % removed" for key, r in cols],
+    ax.set_xticks(range(len(cols)), [f"{key}\n{label(heads[key])}\n{100 * r:g} % removed" for key, r in cols],
                   fontsize=FONT)  # fmt: skip
     ax.set_yticks(range(len(archs)), archs, fontsize=FONT)
     bar = fig.colorbar(image, ax=ax, shrink=0.8)
@@ -173,7 +174,7 @@ def transfer_sentence(comparison: pd.DataFrame, accuracy: pd.DataFrame, heads: M
         sig = int(((part["improvement_pct"] > 0) & (part["p_holm"] < ALPHA)).sum())
         worse = int(((part["improvement_pct"] < 0) & (part["p_holm"] < ALPHA)).sum())
         said.append(
-            f"on {key} at {100 * ratio:g} % removed, {_label(heads[key])} has a lower MAE than random for "
+            f"on {key} at {100 * ratio:g} % removed, {label(heads[key])} has a lower MAE than random for "
             f"{lower} of {len(part)} gated architectures ({sig} Holm-significantly; {worse} significantly higher; "
             f"smallest Holm p {fmt_p(part['p_holm'].min())})"
         )
