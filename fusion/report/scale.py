@@ -285,9 +285,9 @@ def neighbours_table(folder: str | Path = "benchmarks/results") -> pd.DataFrame:
         folder: The committed benchmark results. Defaults to ``benchmarks/results``.
 
     Returns:
-        One row per search: seconds, the selection's seconds, the share of
-        records whose true nearest neighbour was found, and the share of the
-        exact search's removed set that the approximate one also removes.
+        One row per search: its seconds, the share of records whose true
+        nearest neighbour was found, and the share of the exact search's
+        removed set that the approximate one also removes.
     """
     scale = read_json(Path(folder, "scale.json"))
     nb = (scale or {}).get("neighbours")
