@@ -325,18 +325,18 @@ def run_warnings(
         One line per warning, in that order.
     """
     warns = spread_warnings(U, W, d_nn, method, gamma)
-    q = surrogate
-    if q is not None and q["val_mae"] >= q["median_val_mae"]:
+    if surrogate is not None and surrogate["val_mae"] >= surrogate["median_val_mae"]:
         warns.append(
             f"the surrogate is no better than predicting the median: validation MAE "
-            f"{q['val_mae']:.4g} vs {q['median_val_mae']:.4g} (its U may not mean much; "
+            f"{surrogate['val_mae']:.4g} vs {surrogate['median_val_mae']:.4g} (its U may not mean much; "
             "try more --epochs or another --model)"
         )
     warns += [w for r, s in shift.items() if (w := shift_warning(r, s)) is not None]
-    if X is not None and fingerprint_nbytes(X) >= BIG_FINGERPRINTS:
+    nbytes = 0 if X is None else fingerprint_nbytes(X)
+    if nbytes >= BIG_FINGERPRINTS:
         n, width = X.shape
         warns.append(
-            f"the fingerprints take {fingerprint_nbytes(X) / 1e9:.1f} GB ({n:,} records x {width:,} features): "
+            f"the fingerprints take {nbytes / 1e9:.1f} GB ({n:,} records x {width:,} features): "
             "the default --compression mu1nu1 grows with the number of elements in the data; "
             "--compression mu2 has 252 features whatever the elements and needs far less memory, "
             "but keeps nearest-neighbour distances less faithfully (benchmarks/bench_compression.py); "
