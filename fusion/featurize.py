@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fusion.parallel import chunks, map_ordered, workers
+from fusion.parallel import chunks, map_on_workers
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -86,9 +86,5 @@ def graphs(
         "weights": [len(t[1]) for t in tasks],
         "unit": "graph",
     }
-    if client is not None:
-        parts = map_ordered(_graph_chunk, tasks, client, **run)
-    else:
-        with workers(n_workers if len(tasks) > 1 else 1) as own:
-            parts = map_ordered(_graph_chunk, tasks, own, **run)
+    parts = map_on_workers(_graph_chunk, tasks, client, n_workers, **run)
     return [g for part in parts for g in part]

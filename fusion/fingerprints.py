@@ -311,7 +311,7 @@ def soap_fingerprints(
     tasks = [
         (packed[a : a + chunk_size], list(species), compression) for a in range(0, len(packed), chunk_size)
     ]
-    from fusion.parallel import map_ordered, workers
+    from fusion.parallel import map_on_workers
 
     run: dict[str, Any] = {
         "progress": progress,
@@ -319,11 +319,7 @@ def soap_fingerprints(
         "weights": [len(t[0]) for t in tasks],
         "unit": "struct",
     }
-    if client is not None:
-        parts = map_ordered(_fingerprint_chunk, tasks, client, **run)
-    else:
-        with workers(n_jobs if len(tasks) > 1 else 1) as own:
-            parts = map_ordered(_fingerprint_chunk, tasks, own, **run)
+    parts = map_on_workers(_fingerprint_chunk, tasks, client, n_jobs, **run)
     return np.concatenate(parts, axis=0)
 
 

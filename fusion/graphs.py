@@ -50,6 +50,10 @@ through BLAS (whose kernel, chosen from the CPU or ``OPENBLAS_CORETYPE``,
 changes last bits): Cartesian coordinates and image offsets are spelt-out
 sums (:func:`fusion.cif.cartesian`), and ``edge_dist`` is a numpy reduction
 over each row, not a BLAS norm.
+
+This module is longer than the package's guide of 400 lines on purpose: the
+field contract above, the neighbour search and the two batch routes that must
+give the same graph are read together.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """One Dask layer for every parallel step: featurisation chunks and training runs.
 
 Everything that runs in parallel goes through :func:`workers` and
-:func:`map_ordered`:
+:func:`map_ordered` (or :func:`map_on_workers`, which picks the caller's
+client or starts workers for one call):
 
 * By default, :func:`workers` starts a ``dask.distributed.LocalCluster`` with one
   single-threaded worker process per core (``OMP_NUM_THREADS=1`` and friends set
@@ -242,27 +243,63 @@ def map_ordered(
         tasks = list(tasks)
         ahead = len(tasks) if window is None else max(1, window)
         # pure=False: equal tasks still run (and are counted) once each.
-        futures = client.map(fn, tasks[:ahead], pure=False)
-        index = {f.key: k for k, f in enumerate(futures)}
+        live = {f.key: (k, f) for k, f in enumerate(client.map(fn, tasks[:ahead], pure=False))}
+        sent = len(live)
         results: list[Any] = [None] * len(tasks)
         try:
-            pending = as_completed(futures)
+            pending = as_completed([f for _, f in live.values()])
             for f in pending:
                 if f.status == "error":
                     f.result()  # re-raises the worker's exception here
-                k = index.pop(f.key)
+                k, _ = live.pop(f.key)
                 results[k] = f.result()
+                # Dropping the last reference lets the worker free the result now,
+                # not when the whole map returns.
+                f.release()
                 if on_result is not None:
                     on_result(k, results[k])
                 bar.update(weights[k])
-                if len(futures) < len(tasks):
-                    nxt = client.submit(fn, tasks[len(futures)], pure=False)
-                    index[nxt.key] = len(futures)
-                    futures.append(nxt)
+                if sent < len(tasks):
+                    nxt = client.submit(fn, tasks[sent], pure=False)
+                    live[nxt.key] = (sent, nxt)
+                    sent += 1
                     pending.add(nxt)
             return results
         except BaseException:
-            client.cancel(futures)
+            client.cancel([f for _, f in live.values()])
             raise
     finally:
         bar.close()
+
+
+def map_on_workers(
+    fn: Callable[..., R],
+    tasks: Sequence[Any],
+    client: Any = None,
+    n_workers: int | None = None,
+    **options: Any,
+) -> list[R]:
+    """:func:`map_ordered` on the given client, else on workers started for this call.
+
+    The featurisation steps (record checks, graphs, SOAP) take either a client
+    that the caller already holds or a number of local workers; this is that
+    choice, written once.
+
+    Args:
+        fn: A module-level function (it travels to the workers by reference).
+        tasks: One argument per call.
+        client: A ``distributed.Client`` from :func:`workers`. Defaults to
+            ``None``: :func:`workers` provides one for ``n_workers`` (none, i.e.
+            this process, when there is a single task).
+        n_workers: Local workers when no ``client`` is given; ``None`` or -1
+            for one per core. Defaults to ``None``.
+        **options: Passed to :func:`map_ordered` (``progress``, ``desc``,
+            ``weights``, ``unit``, ...).
+
+    Returns:
+        ``[fn(t) for t in tasks]``, in the order of ``tasks``.
+    """
+    if client is not None:
+        return map_ordered(fn, tasks, client, **options)
+    with workers(n_workers if len(tasks) > 1 else 1) as own:
+        return map_ordered(fn, tasks, own, **options)

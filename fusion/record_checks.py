@@ -173,7 +173,7 @@ def validate_records(
         first_seen[rid] = k
         unique.append(rec)
 
-    from fusion.parallel import map_ordered, resolve_workers, workers
+    from fusion.parallel import map_on_workers, resolve_workers
 
     if client is not None or (resolve_workers(n_jobs) > 1 and len(unique) > 200):
         n = len(client.scheduler_info()["workers"]) if client is not None else resolve_workers(n_jobs)
@@ -185,11 +185,7 @@ def validate_records(
             "weights": [len(c[0]) for c in chunks],
             "unit": "record",
         }
-        if client is not None:
-            parts = map_ordered(_check_chunk, chunks, client, **run)
-        else:
-            with workers(n_jobs) as own:
-                parts = map_ordered(_check_chunk, chunks, own, **run)
+        parts = map_on_workers(_check_chunk, chunks, client, n_jobs, **run)
         results = [r for part in parts for r in part]
     else:
         bar = tqdm(unique, disable=not progress, desc=f"check {name}")

@@ -14,7 +14,7 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 from scipy.spatial.transform import Rotation
 
-from fusion.cif import cartesian, parse_p1_cif, structure_from_cif
+from fusion.cif import cartesian, lattice_from_parameters, parse_p1_cif, structure_from_cif
 from fusion.graph_cache import StaleCacheError, load_graphs, save_graphs
 from fusion.graphs import (
     IsolatedAtomError,
@@ -282,6 +282,28 @@ def test_fast_cif_route_equals_pymatgen_on_synthetic_cifs():
         assert_equivalent_graph(graph_from_cif(cif, y=1.5), structure_to_graph(ref, y=1.5))
 
 
+def test_lattice_from_parameters_is_pymatgens_formula_without_numpy_trigonometry(monkeypatch):
+    # Two code paths (math against numpy's trigonometry): equal to LENGTH_TOL.
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        lengths = rng.uniform(2.0, 30.0, 3)
+        angles = rng.uniform(60.0, 120.0, 3)
+        ours = lattice_from_parameters(*lengths, *angles)
+        ref = Lattice.from_parameters(*lengths, *angles).matrix
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=LENGTH_TOL)
+    # numpy's cos and sin round differently on CPUs with and without AVX-512,
+    # so the CIF reader must not reach them: with them broken it gives the same bits.
+    cif = pymatgen_cif(triclinic(3))
+    expected = parse_p1_cif(cif).lattice
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("numpy trigonometry reached the lattice")
+
+    for name in ("cos", "sin", "arccos", "radians", "deg2rad"):
+        monkeypatch.setattr(np, name, refuse)
+    assert_bitwise_equal(parse_p1_cif(cif).lattice, expected)
+
+
 def test_cartesian_is_the_spelt_out_product():
     # The graph cache is canonical only if no BLAS product reaches it: Cartesian
     # coordinates and image offsets are the three products added left to right,
@@ -404,3 +426,19 @@ def test_save_load_round_trip(tmp_path):
 def test_save_load_empty(tmp_path):
     save_graphs(tmp_path / "empty.pt", [], [], {"cutoff": 8.0, "max_neighbors": 12})
     assert load_graphs(tmp_path / "empty.pt")[:2] == ([], [])
+
+
+def test_cached_graphs_pickle_as_their_own_bytes(tmp_path):
+    """fit_all scatters the cache's graphs to workers: each must pickle as itself, not the whole cache."""
+    import pickle
+
+    structures = [cscl(4.0 + 0.01 * k) for k in range(40)]
+    built = build_graphs(structures, targets=[float(k) for k in range(40)], progress=False)
+    path = tmp_path / "graphs.pt"
+    save_graphs(path, [f"s{k}" for k in range(40)], built, {"cutoff": 8.0, "max_neighbors": 12})
+    _, loaded, _ = load_graphs(path)
+    own_bytes = len(pickle.dumps(built))
+    # A view would pickle the whole cache, 40 graphs' worth, for each graph.
+    assert len(pickle.dumps(loaded)) < 1.1 * own_bytes
+    for graph, original in zip(loaded, built, strict=True):
+        assert_same_graph(graph, original)

@@ -71,14 +71,23 @@ def test_local_cluster_is_ordered_and_single_threaded():
 
 
 def test_a_window_of_tasks_gives_the_same_ordered_results(cluster):
-    """``window`` sends at most that many tasks ahead; every result still arrives once, in input order."""
-    seen = []
+    """``window`` sends at most that many tasks ahead; every result still arrives once, in input order.
+
+    A finished task's future is released at once, so the client holds about
+    ``window`` futures at any time, not every finished one until the map returns.
+    """
+    seen, held = [], []
     with workers(scheduler=cluster.scheduler_address) as client:
-        out = map_ordered(
-            _slow_square, list(range(10)), client, window=3, on_result=lambda k, r: seen.append(k)
-        )
+
+        def done(k: int, _: int) -> None:
+            seen.append(k)
+            held.append(len(client.futures))
+
+        out = map_ordered(_slow_square, list(range(10)), client, window=3, on_result=done)
     assert out == [x * x for x in range(10)]
     assert sorted(seen) == list(range(10))
+    # window 3, plus at most two releases still in flight on the client's loop
+    assert max(held) <= 5, held
 
 
 def test_worker_error_reaches_the_caller(cluster):

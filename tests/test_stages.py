@@ -270,27 +270,3 @@ def test_tune_chooses_on_the_mean_over_seeds():
     pick = tune.choose(grid)
     assert (pick["epochs"], pick["seeds"]) == (200, [0, 1, 2])
     assert pick["val_mae"] == pytest.approx((65.0 + 61.0 + 87.0) / 3)
-
-
-def test_graphs_sent_to_workers_pickle_as_their_own_bytes(tmp_path):
-    """The cache's graphs are views into shared tensors; what fit_all scatters must not drag those along."""
-    import pickle
-
-    from conftest import cscl
-    from test_graphs import assert_same_graph
-
-    from fusion.graph_cache import load_graphs, save_graphs
-    from fusion.graphs import build_graphs
-
-    structures = [cscl(4.0 + 0.01 * k) for k in range(40)]
-    built = build_graphs(structures, targets=[float(k) for k in range(40)], progress=False)
-    path = tmp_path / "graphs.pt"
-    save_graphs(path, [f"s{k}" for k in range(40)], built, {"cutoff": 8.0, "max_neighbors": 12})
-    ids, views, _ = load_graphs(path)
-    cached = dict(zip(ids, views, strict=True))
-    sent = train.owned(cached)
-    own_bytes = len(pickle.dumps(dict(zip(ids, built, strict=True))))
-    assert len(pickle.dumps(cached)) > 10 * own_bytes  # each view pickles the whole cache
-    assert len(pickle.dumps(sent)) < 1.1 * own_bytes
-    for k in ids:
-        assert_same_graph(sent[k], cached[k])

@@ -10,11 +10,13 @@ environments differ only in the variables that pick the OpenBLAS kernel
 (``OPENBLAS_CORETYPE``, ``OPENBLAS_L2_SIZE``) and, in the last one, in the
 SIMD extensions numpy may dispatch to (``NPY_DISABLE_CPU_FEATURES``: a CPU
 without AVX-512). The caches are canonical across BLAS kernels when the
-``graphs`` and ``fingerprints`` columns hold one md5 over the OpenBLAS
-environments (the exit status says so). The last environment is reported
-but not judged: numpy's trigonometric functions (pymatgen's
-``Lattice.from_parameters``) differ in the last bit between AVX-512 and
-AVX2 code, which still reaches the graph cache's lattice and positions.
+``graphs`` and ``fingerprints`` columns hold one md5 over every
+environment (the exit status says so). The last one is judged too: numpy's trigonometric functions differ in the last bit between
+AVX-512 and AVX2 code, and pymatgen's ``Lattice.from_parameters`` used to
+carry that into the graph cache's lattice and positions; the CIF reader now
+computes the lattice with :func:`fusion.cif.lattice_from_parameters`
+(scalar C-library trigonometry), so that variable must not change the
+caches either. On a CPU without AVX-512 it changes nothing by construction.
 
 Besides the caches, three diagnostics are hashed (not cached by the
 pipeline): ``dscribe``, the raw per-site output of a plain dscribe SOAP (its
@@ -53,7 +55,7 @@ ENVIRONMENTS: dict[str, dict[str, str]] = {
         "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
     },
 }
-JUDGED = ("Haswell, L2 512", "unset", "Sandybridge", "Prescott")
+JUDGED = tuple(ENVIRONMENTS)
 COLUMNS = ("graphs", "fingerprints", "dscribe", "d_nn", "nn_idx")
 
 

@@ -150,24 +150,6 @@ def _fit_task(task: tuple[str, str, dict[str, Any], Ids, Any]) -> dict[str, Any]
     return fit_and_score(arch, size, graphs, *ids, config)
 
 
-def owned(graphs: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``graphs`` whose tensors own their memory: what is sent to Dask workers.
-
-    The graph cache's tensors are views into a few concatenated tensors
-    (:func:`fusion.graph_cache.load_graphs`), and pickling a view writes its
-    whole storage. Sent that way, the 1,265 phonons graphs pickled to 3.9 MB
-    each (5 GB together), and a worker unpickling them passed 11 GB and was
-    killed; owned copies pickle as their own bytes. The values are the same.
-
-    Args:
-        graphs: Graph of every id.
-
-    Returns:
-        The same ids and values, each tensor a compact copy.
-    """
-    return {k: g.clone() for k, g in graphs.items()}
-
-
 def fit_all(
     log: RunLog,
     arch: str,
@@ -221,7 +203,7 @@ def fit_all(
     if todo:
         with dask_workers(workers if len(todo) > 1 else 1, scheduler) as client:
             # One copy of the graphs per worker, not one per task.
-            shared = graphs if client is None else client.scatter([owned(graphs)], broadcast=True)[0]
+            shared = graphs if client is None else client.scatter([graphs], broadcast=True)[0]
             tasks = [(arch, size, shared, runs[k][0], runs[k][1]) for k in todo]
             map_ordered(_fit_task, tasks, client, on_result=done)
     return [r for r in rows if r is not None]
