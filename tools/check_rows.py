@@ -9,6 +9,12 @@ print with the recorded CSVs, as the stage writes them (``%.10g``), so "same"
 means the same bytes in the CSV. Only after it reports every row equal may the
 stale stages be recorded with ``dvc commit`` instead of rerun.
 
+Equality is expected only on the kind of CPU that recorded the rows: torch's
+float32 kernels differ between AVX-512 and AVX2 machines, and a run retrained
+on the other kind differs (the README's "Same seed, same numbers" gives the
+measured size). There the tool measures that difference; it cannot vouch for
+a code change.
+
 Usage (from the repository root; 1 torch thread like the study)::
 
     python tools/check_rows.py --train jdft2d:0 --train phonons:3:random@0,fusion_neg@0.4 \\
