@@ -175,6 +175,29 @@ def test_verdict_follows_the_paired_evidence():
     assert "lower MAE than diversity" in result["beats_diversity_jdft2d_80"]["reason"]
 
 
+def tiny_graphs(ids, nudged: bool = False) -> dict:
+    """Two-field graphs; ``nudged`` moves the last graph's ``y`` up by one float32 ulp."""
+    import torch
+    from torch_geometric.data import Data
+
+    out = {i: Data(y=torch.tensor([float(k)]), z=torch.tensor([k])) for k, i in enumerate(ids)}
+    if nudged:
+        last = out[ids[-1]]
+        last.y = torch.nextafter(last.y, torch.tensor([float("inf")]))
+    return out
+
+
+def test_graphs_hash_sees_every_value_and_the_order():
+    from fusion.stages.common import graphs_hash
+
+    ids = [f"g{k}" for k in range(5)]
+    base = graphs_hash(tiny_graphs(ids))
+    assert graphs_hash({k: g.clone() for k, g in tiny_graphs(ids).items()}) == base
+    assert graphs_hash(tiny_graphs(ids, nudged=True)) != base  # one float32 ulp in one graph
+    assert graphs_hash(dict(reversed(tiny_graphs(ids).items()))) != base
+    assert graphs_hash(tiny_graphs(ids[:4])) != base
+
+
 def test_a_rerun_reuses_finished_runs_and_only_those(tmp_path, monkeypatch):
     from fusion.stages import common
     from fusion.stages.train import fit_or_reuse
@@ -213,6 +236,16 @@ def test_a_rerun_reuses_finished_runs_and_only_those(tmp_path, monkeypatch):
         common.train_config(6, 8, 1e-3, 6, 0, 1),
     )
     assert calls == [70, 35, 20, 70]
+    # The same run on other graphs (a rebuilt cache) is a new run too.
+    ids = (split["train"][:20], split["val"], [])
+    graphs = tiny_graphs([*ids[0], *ids[1]])
+    log.add({"method": "m", **fit_or_reuse(log, "cgcnn", "cpu", graphs, ids, cfg)})
+    log.frame()
+    log = common.RunLog(path)
+    fit_or_reuse(log, "cgcnn", "cpu", graphs, ids, cfg)
+    assert (calls[4:], log.reused) == ([20], 1)
+    fit_or_reuse(log, "cgcnn", "cpu", tiny_graphs([*ids[0], *ids[1]], nudged=True), ids, cfg)
+    assert calls[4:] == [20, 20]
 
 
 def test_split_of_reads_prepare_s_splits_and_builds_others_the_same_way(tmp_path, monkeypatch):
@@ -243,7 +276,7 @@ def test_cached_scores_train_a_surrogate_once_per_pool_and_settings(tmp_path, mo
 
     monkeypatch.setattr(surrogates, "surrogate_frame", fake)
     pool = [f"r{i}" for i in range(10)]
-    graphs = dict.fromkeys(pool)
+    graphs = tiny_graphs(pool)
     for _ in range(2):
         frame = surrogates.cached_scores(tmp_path, graphs, pool, 3, epochs=5, lr=1e-3)
     assert calls == [(10, 3, 5)]
@@ -251,8 +284,10 @@ def test_cached_scores_train_a_surrogate_once_per_pool_and_settings(tmp_path, mo
     surrogates.cached_scores(tmp_path, graphs, pool[:8], 3, epochs=5, lr=1e-3)  # another pool
     surrogates.cached_scores(tmp_path, graphs, pool, 4, epochs=5, lr=1e-3)  # another seed
     surrogates.cached_scores(tmp_path, graphs, pool, 3, epochs=6, lr=1e-3)  # other settings
-    assert calls == [(10, 3, 5), (8, 3, 5), (10, 4, 5), (10, 3, 6)]
-    assert len(list(tmp_path.glob("seed-*.csv"))) == 4
+    nudged = tiny_graphs(pool, nudged=True)
+    surrogates.cached_scores(tmp_path, nudged, pool, 3, epochs=5, lr=1e-3)  # other graphs
+    assert calls == [(10, 3, 5), (8, 3, 5), (10, 4, 5), (10, 3, 6), (10, 3, 5)]
+    assert len(list(tmp_path.glob("seed-*.csv"))) == 5
 
 
 def test_tune_chooses_on_the_mean_over_seeds():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -233,13 +233,40 @@ def ids_hash(*groups: Sequence[str]) -> str:
     return digest.hexdigest()[:12]
 
 
+def graphs_hash(graphs: Mapping[str, Any]) -> str:
+    """Short SHA-1 of a set of graphs: ids, then every field's name, dtype, shape and values, in order.
+
+    Part of every run key, so that a stored run is reused only for the very
+    graphs it was trained on: a graph cache rebuilt with another cutoff, or
+    from a corrected record, retrains the runs it touches.
+
+    Args:
+        graphs: Graph of every id (``torch_geometric.data.Data`` or anything with
+            ``keys()`` and item access to tensors).
+
+    Returns:
+        12 hexadecimal digits.
+    """
+    import hashlib
+
+    digest = hashlib.sha1()
+    for gid, graph in graphs.items():
+        digest.update(str(gid).encode() + b"\x00")
+        for name in sorted(graph.keys()):
+            value = graph[name].detach().cpu().contiguous()
+            digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+            digest.update(value.numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
 class RunLog:
     """The rows of a stage's output CSV, written after every run, reusable by a rerun.
 
     DVC keeps the file between runs (``persist: true``), so a stage killed
     midway resumes at its first missing run. A stored row is reused only if its
     ``run_key`` (the caller's description of the run: settings, the hash of its
-    training/validation ids, :func:`code_version`) is the same.
+    training/validation ids, :func:`graphs_hash` of its graphs, :func:`code_version`)
+    is the same.
 
     Args:
         path: The stage's output CSV.

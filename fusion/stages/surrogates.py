@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from fusion import paths
-from fusion.stages.common import TRAINING_CODE, code_version, ids_hash, run_key, write_csv
+from fusion.stages.common import TRAINING_CODE, code_version, graphs_hash, ids_hash, run_key, write_csv
 from fusion.stages.uncertainty import resolve, surrogate_frame
 
 #: Files whose content decides a surrogate's scores (part of :func:`cached_scores`'s key).
@@ -44,7 +44,7 @@ def cached_scores(
     """The surrogate scores of ``pool``, reused from ``cache`` when the same surrogate was trained before.
 
     A file is reused only when its name matches the seed and a hash of the
-    settings, of the pool's ids and of :data:`SURROGATE_CODE`.
+    settings, of the pool's ids, of the pool's graphs and of :data:`SURROGATE_CODE`.
 
     Args:
         cache: Folder of the stored scores (a persisted DVC output of the stage).
@@ -58,11 +58,13 @@ def cached_scores(
     Returns:
         :func:`~fusion.stages.uncertainty.surrogate_frame`'s frame (ids as strings).
     """
-    text = run_key(seed=int(seed), ids=ids_hash(pool), code=code_version(SURROGATE_CODE), **settings)
+    pool_graphs = {i: graphs[i] for i in pool}
+    text = run_key(seed=int(seed), ids=ids_hash(pool), graphs=graphs_hash(pool_graphs),
+                   code=code_version(SURROGATE_CODE), **settings)  # fmt: skip
     path = Path(cache) / f"seed-{int(seed)}-{hashlib.sha1(text.encode()).hexdigest()[:12]}.csv"
     if path.exists():
         return pd.read_csv(path, dtype={"id": str})
-    frame, _ = surrogate_frame([graphs[i] for i in pool], pool, int(seed), **settings)
+    frame, _ = surrogate_frame(list(pool_graphs.values()), pool, int(seed), **settings)
     write_csv(frame, path)
     return frame
 

@@ -34,6 +34,7 @@ from fusion.stages.common import (
     budget_epochs,
     code_version,
     fit_and_score,
+    graphs_hash,
     ids_hash,
     load_graph_cache,
     load_split,
@@ -99,10 +100,11 @@ class Settings:
         return train_config(e, self.batch_size, lr, self.patience or e, seed, self.num_threads)
 
 
-def key_of(arch: str, size: str, ids: Ids, config: Any, code: str | None = None) -> str:
+def key_of(arch: str, size: str, ids: Ids, config: Any, graphs_id: str, code: str | None = None) -> str:
     """The :class:`fusion.stages.common.RunLog` key of one run.
 
-    The run is identified by its settings, the hash of its train/val/test ids
+    The run is identified by its settings, the hash of its train/val/test ids,
+    the hash of the graphs it reads (:func:`fusion.stages.common.graphs_hash`)
     and the training code's version (:func:`fusion.stages.common.code_version`).
 
     Args:
@@ -110,6 +112,7 @@ def key_of(arch: str, size: str, ids: Ids, config: Any, code: str | None = None)
         size: Model size preset.
         ids: ``(train, val, test)`` ids.
         config: The :class:`fusion.train.TrainConfig`.
+        graphs_id: :func:`~fusion.stages.common.graphs_hash` of the graphs.
         code: The training code's version; computed when None. Defaults to None.
 
     Returns:
@@ -118,7 +121,7 @@ def key_of(arch: str, size: str, ids: Ids, config: Any, code: str | None = None)
     tr, va, te = ids
     return run_key(arch=arch, size=size, seed=config.seed, epochs=config.epochs, lr=config.lr,
                    batch=config.batch_size, patience=config.patience, threads=config.num_threads,
-                   ids=ids_hash(tr, va, te), code=code or code_version())  # fmt: skip
+                   ids=ids_hash(tr, va, te), graphs=graphs_id, code=code or code_version())  # fmt: skip
 
 
 def fit_or_reuse(
@@ -137,7 +140,7 @@ def fit_or_reuse(
     Returns:
         :func:`fusion.stages.common.fit_and_score`'s fields plus ``run_key``.
     """
-    key = key_of(arch, size, ids, config)
+    key = key_of(arch, size, ids, config, graphs_hash(graphs))
     row = log.get(key)
     if row is None:
         row = {**fit_and_score(arch, size, graphs, *ids, config), "run_key": key}
@@ -183,8 +186,9 @@ def fit_all(
     Returns:
         One row per run, in the order of ``runs``.
     """
-    code = code_version()  # once per cell: it hashes the training code's files
-    keys = [key_of(arch, size, ids, cfg, code) for ids, cfg in runs]
+    # Once per cell: both hash files or tensors.
+    code, graphs_id = code_version(), graphs_hash(graphs)
+    keys = [key_of(arch, size, ids, cfg, graphs_id, code) for ids, cfg in runs]
     rows: list[dict[str, Any] | None] = [None] * len(runs)
     todo = []
     for k, key in enumerate(keys):

@@ -30,6 +30,7 @@ from fusion.stages.common import (
     RunLog,
     code_version,
     fit_and_score,
+    graphs_hash,
     ids_hash,
     load_graph_cache,
     load_split,
@@ -103,7 +104,7 @@ def run(
     """
     budgets = epochs[key] if isinstance(epochs, dict) else epochs
     graphs = load_graph_cache(key)
-    log, version = RunLog(paths.tune_path(key)), code_version()
+    log, version, graphs_id = RunLog(paths.tune_path(key)), code_version(), graphs_hash(graphs)
     for seed in map(int, seeds):
         split = load_split(key, seed)
         ids = ids_hash(split["train"], split["val"], split["test"])
@@ -113,7 +114,7 @@ def run(
                 # validation checkpoint is the model.
                 cfg = train_config(n_epochs, batch_size, lr, int(n_epochs), seed, num_threads)
                 rk = run_key(arch=arch, size=size, seed=seed, epochs=n_epochs, lr=lr, batch=batch_size,
-                             threads=num_threads, ids=ids, code=version)  # fmt: skip
+                             threads=num_threads, ids=ids, graphs=graphs_id, code=version)  # fmt: skip
                 row = log.get(rk)
                 if row is None:
                     res = fit_and_score(arch, size, graphs, split["train"], split["val"], split["test"], cfg)
