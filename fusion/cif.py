@@ -5,8 +5,9 @@ Every structure in the project's data files is a CIF written by pymatgen's
 ``_atom_site`` loop, full occupancies). pymatgen's general CIF parser handles
 every dialect of the format and costs about 1.5 ms per small structure, which
 dominates graph construction. :func:`parse_p1_cif` reads only that one
-dialect and reproduces what ``Structure.from_str(text, fmt="cif")`` returns
-(lattice, species, fractional coordinates and site order, bit for bit):
+dialect and reproduces what ``Structure.from_str(text, fmt="cif")`` returns:
+the same species, site order and fractional coordinates, and the same lattice
+up to a few ulp (bit for bit on CPUs without AVX-512, see below):
 
 * the lattice is pymatgen's :meth:`~pymatgen.core.Lattice.from_parameters`
   formula, evaluated by :func:`lattice_from_parameters` with Python's scalar
@@ -336,9 +337,10 @@ def parse_p1_cif(text: str) -> P1Cell | None:
 def structure_from_cif(text: str) -> Structure:
     """Build a pymatgen structure from CIF text, through the fast reader when possible.
 
-    Equal (lattice, species, fractional coordinates, labels, order) to
-    ``Structure.from_str(text, fmt="cif")``, several times faster on the
-    project's pymatgen-written P1 CIFs.
+    Equal in species, labels, site order and fractional coordinates to
+    ``Structure.from_str(text, fmt="cif")``, with the same lattice up to a few
+    ulp (see the module docstring), several times faster on the project's
+    pymatgen-written P1 CIFs.
 
     Args:
         text: CIF text.
