@@ -123,8 +123,15 @@ def accuracy_table(
     datasets: dict[str, dict[str, Any]],
     arch: str,
     full_data: dict[str, float] | None = None,
+    convergence: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """The accuracy gate per dataset: unpruned test MAE against Matbench and the median predictor.
+    """The gate per dataset: converged, and accurate against Matbench and the median predictor.
+
+    A dataset passes when its unpruned test MAE is within :data:`GATE_MATBENCH` x
+    Matbench's CGCNN, at least :data:`GATE_MEDIAN` better than the median
+    predictor and, where ``convergence`` is given, doubling the budget moves the
+    mean test MAE by less than :data:`CONVERGED` at every ratio checked. Only
+    datasets that pass enter the verdict.
 
     Args:
         runs: Train-stage rows (``random`` at ratio 0 is the unpruned run).
@@ -132,13 +139,17 @@ def accuracy_table(
         datasets: params.yaml ``datasets`` (``name``, ``limit``, ``unit`` optional).
         arch: The main architecture.
         full_data: Dataset key -> test MAE of a full-data run, where the study subsamples.
+        convergence: :func:`convergence_table`, or None to skip the check. A
+            dataset without rows there fails (convergence not measured).
 
     Returns:
         One row per dataset: ``test_mae`` (mean over seeds), ``n_seeds``,
         ``median_predictor_mae``, ``mean_predictor_mae``, ``matbench_cgcnn_mae``,
         ``ratio_to_matbench``, ``vs_median_pct`` (positive = better than the
-        median predictor), ``subsampled``, ``full_data_test_mae``, ``passes``
-        and ``reason``.
+        median predictor), ``subsampled``, ``full_data_test_mae``,
+        ``doubling_change_pct`` (the largest change in % of the mean test MAE
+        when the budget doubles, over the ratios checked; NaN if not checked),
+        ``converged``, ``passes`` and ``reason``.
     """
     base = runs[(runs["arch"] == arch) & (runs["method"] == "random") & (runs["ratio"] == 0)]
     rows = []
@@ -156,6 +167,20 @@ def accuracy_table(
         ratio = against / ref if np.isfinite(against) and np.isfinite(ref) else np.nan
         vs_median = 100.0 * (median - mae) / median
         reasons = []
+        change, converged = np.nan, None
+        if convergence is not None:
+            conv = convergence[convergence["dataset"] == key]
+            if conv.empty:
+                converged = False
+                reasons.append("convergence not measured (no doubled-budget run)")
+            else:
+                worst = conv.loc[conv["change_pct"].abs().idxmax()]
+                change, converged = float(worst["change_pct"]), bool(conv["converged"].all())
+                if not converged:
+                    reasons.append(
+                        f"not converged: twice the budget moves the mean test MAE by {change:+.1f} % "
+                        f"at ratio {worst['ratio']:g} (criterion: less than {100 * CONVERGED:.0f} %)"
+                    )
         if vs_median < 100 * GATE_MEDIAN:
             versus = (
                 f"only {vs_median:.1f} % better than" if vs_median >= 0 else f"{-vs_median:.1f} % worse than"
@@ -178,6 +203,8 @@ def accuracy_table(
                 "vs_median_pct": vs_median,
                 "subsampled": subsampled,
                 "full_data_test_mae": full,
+                "doubling_change_pct": change,
+                "converged": converged,
                 "passes": not reasons,
                 "reason": "; ".join(reasons) if reasons else "passes" + note,
             }

@@ -247,6 +247,8 @@ def metrics(
             "median_predictor_mae": _r(r.median_predictor_mae),
             "matbench_cgcnn_mae": _r(r.matbench_cgcnn_mae),
             "ratio_to_matbench": _r(r.ratio_to_matbench, 3),
+            "converged": None if r.converged is None or pd.isna(r.converged) else bool(r.converged),
+            "doubling_change_pct": _r(r.doubling_change_pct, 2),
             "passes_gate": bool(r.passes),
         }
         if r.subsampled:

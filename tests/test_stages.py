@@ -160,6 +160,47 @@ def test_convergence_and_accuracy_gate():
     assert "median predictor" in acc.iloc[0]["reason"]
 
 
+def test_converge_names_a_dataset_without_seeds():
+    from fusion.stages import converge
+
+    with pytest.raises(KeyError, match="no seeds for dataset 'phonons'"):
+        converge.run("phonons", "cgcnn", {"jdft2d": [0, 1]})
+
+
+def test_the_gate_keeps_an_unconverged_or_unchecked_dataset_out():
+    runs = synthetic_runs()
+    pred = pd.DataFrame({"dataset": "d", "seed": range(6), "median_mae": 10.0, "mean_mae": 11.0})
+    spec = {"d": {"name": "matbench_jdft2d", "limit": None}}
+
+    def gate(change_by_ratio):  # mean test MAE 10 at 1x, 10 (1 + change) at 2x, per ratio
+        conv = pd.DataFrame(
+            [{"dataset": "d", "seed": 0, "ratio": r, "factor": f, "test_mae": 10.0 * (1 + c * (f - 1))}
+             for r, c in change_by_ratio.items() for f in (1.0, 2.0)]
+        )  # fmt: skip
+        return analysis.accuracy_table(
+            runs, pred, spec, "cgcnn", convergence=analysis.convergence_table(conv)
+        ).iloc[0]
+
+    ok = gate({0.0: -0.01, 0.8: 0.02})
+    assert ok["passes"]
+    assert ok["converged"]
+    assert ok["doubling_change_pct"] == pytest.approx(2.0)  # the larger |change|, with its sign
+    # Longer training 4 % better at 0.8: under-trained there, out of the verdict.
+    low = gate({0.0: -0.01, 0.8: -0.04})
+    assert not low["passes"]
+    assert not low["converged"]
+    assert low["doubling_change_pct"] == pytest.approx(-4.0)
+    assert "-4.0 % at ratio 0.8" in low["reason"]
+    # Longer training 4 % worse: the budget still moves the MAE by more than 3 %.
+    assert not gate({0.0: 0.04})["passes"]
+    # No doubled-budget run for the dataset: not shown converged.
+    none = analysis.accuracy_table(
+        runs, pred, spec, "cgcnn", convergence=analysis.convergence_table(pd.DataFrame())
+    )
+    assert not none.iloc[0]["passes"]
+    assert "not measured" in none.iloc[0]["reason"]
+
+
 def test_verdict_follows_the_paired_evidence():
     runs = synthetic_runs()
     for fusion_is, expected in (("fusion_neg", "holds"), ("bad", "does not hold")):

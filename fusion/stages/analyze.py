@@ -101,11 +101,11 @@ def run(
         if len(out["fulldata"])
         else {}
     )
-    acc = analysis.accuracy_table(runs, out["predictors"], datasets, arch, full)
-    out["accuracy"] = acc
     out["convergence"] = analysis.convergence_table(
         analysis.read_tables([paths.converge_path(k) for k in keys])
     )
+    acc = analysis.accuracy_table(runs, out["predictors"], datasets, arch, full, out["convergence"])
+    out["accuracy"] = acc
     # Holm's family: every comparison of the main architecture (datasets x methods x ratios).
     comparison = analysis.compare(runs[runs["arch"] == arch])
     out["comparison"] = comparison
