@@ -139,9 +139,6 @@ def accuracy_display(accuracy: pd.DataFrame, units: Mapping[str, str]) -> tuple[
                 "× Matbench CGCNN": f"{r.ratio_to_matbench:.2f}×"
                 if np.isfinite(r.ratio_to_matbench)
                 else ("subsample" if bool(r.subsampled) else "–"),
-                "2× budget": f"{r.doubling_change_pct:+.1f} %"
-                if np.isfinite(getattr(r, "doubling_change_pct", np.nan))
-                else "–",
                 "gate": "passes" if bool(r.passes) else "fails",
             }
         )
