@@ -169,7 +169,7 @@ def accuracy_table(
         reasons = []
         change, converged = np.nan, None
         if convergence is not None:
-            conv = convergence[convergence["dataset"] == key]
+            conv = convergence[(convergence["dataset"] == key) & convergence["change_pct"].notna()]
             if conv.empty:
                 converged = False
                 reasons.append("convergence not measured (no doubled-budget run)")

@@ -193,6 +193,13 @@ def test_the_gate_keeps_an_unconverged_or_unchecked_dataset_out():
     assert "-4.0 % at ratio 0.8" in low["reason"]
     # Longer training 4 % worse: the budget still moves the MAE by more than 3 %.
     assert not gate({0.0: 0.04})["passes"]
+    # A ratio without its doubled run (NaN change) does not count as a check.
+    half = analysis.convergence_table(
+        pd.DataFrame({"dataset": "d", "seed": 0, "ratio": 0.0, "factor": [1.0], "test_mae": [10.0]})
+    )
+    unchecked = analysis.accuracy_table(runs, pred, spec, "cgcnn", convergence=half).iloc[0]
+    assert not unchecked["passes"]
+    assert "not measured" in unchecked["reason"]
     # No doubled-budget run for the dataset: not shown converged.
     none = analysis.accuracy_table(
         runs, pred, spec, "cgcnn", convergence=analysis.convergence_table(pd.DataFrame())

@@ -84,11 +84,10 @@ def stale_stages() -> set[str]:
 def main() -> int:
     """Print core-hours per stage kind and in total."""
     times = stage_times()
-    stale = stale_stages()
-    if stale & set(times["stage"]):
-        skipped = sorted(stale & set(times["stage"]))
+    skipped = sorted(stale_stages() & set(times["stage"]))
+    if skipped:
         print(f"not counted, stale ({len(skipped)}): {', '.join(skipped)}\n")
-    times = times[~times["stage"].isin(stale)]
+    times = times[~times["stage"].isin(skipped)]
     by_kind = times.groupby("kind", sort=False).agg(stages=("stage", "size"), core_hours=("counted_s", "sum"))
     by_kind["core_hours"] /= 3600
     total = float(by_kind["core_hours"].sum())
