@@ -172,6 +172,9 @@ def workers(
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
+            # The scheduler serves HTTP routes even without a dashboard, on 8787 by
+            # default: a second cluster on the machine would warn into the notebook.
+            scheduler_kwargs={"dashboard_address": ":0"},
             silence_logs=logging.ERROR,
             env=ONE_THREAD_ENV,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 
 import dask
 import numpy as np
@@ -68,6 +69,18 @@ def test_local_cluster_is_ordered_and_single_threaded():
         assert set(client.run(_threads, 0).values()) == {"1"}
         # Dask's MALLOC_TRIM_THRESHOLD_=65536 made SOAP 1.6x slower on workers (fusion.parallel._spawn_environ).
         assert set(client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_").values()) == {None}
+
+
+def test_two_clusters_on_one_machine_print_no_port_warning():
+    """A stage run beside the study must not warn "Port 8787 is already in use" into its notebook."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with workers(2) as first, workers(2) as second:
+            assert (
+                map_ordered(_slow_square, [2, 3], first)
+                == map_ordered(_slow_square, [2, 3], second)
+                == [4, 9]
+            )
 
 
 def test_a_window_of_tasks_gives_the_same_ordered_results(cluster):
