@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -10,6 +11,11 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 from fusion.paths import DATA, dataset_file
+
+# Where a page was built or run: home and work folders, temporary files, installed packages.
+MACHINE_PATH = re.compile(r"/work/|/root/|/home/|/tmp/|/Users/|[A-Z]:\\Users\\|site-packages|dist-packages")
+# A warning the Python warnings module printed (``path:line: SomeWarning: message``).
+PYTHON_WARNING = re.compile(r"\b\w*Warning: ")
 
 N_PEROVSKITES = 300
 

@@ -23,7 +23,6 @@ import html
 import importlib.util
 import json
 import os
-import re
 import select
 import shutil
 import subprocess
@@ -39,6 +38,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import MACHINE_PATH, PYTHON_WARNING
 
 from fusion.paths import ROOT
 from fusion.report import benchmarks, crystals, figures, glue, inputs, palette
@@ -539,12 +539,6 @@ def test_sidebar_titles_are_unique_and_the_pipeline_record_runs_in_order(built_b
         if folder == "stages":
             assert title in STAGES
             assert record[stages.index(title)] == (title, "stages"), f"cells of {title} above its page"
-
-
-# Where a page was built or run: home and work folders, temporary files, installed packages.
-MACHINE_PATH = re.compile(r"/work/|/root/|/home/|/tmp/|/Users/|[A-Z]:\\Users\\|site-packages|dist-packages")
-# A warning the Python warnings module printed (``path:line: SomeWarning: message``).
-PYTHON_WARNING = re.compile(r"\b\w*Warning: ")
 
 
 @pytest.mark.e2e

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 from pathlib import Path
 
 import nbformat
 import pytest
 import yaml
+from conftest import MACHINE_PATH, PYTHON_WARNING
 
 from fusion import runner
 from fusion.models import available
@@ -172,3 +174,39 @@ def test_profiles_switch(tmp_path):
     assert (tmp_path / "params.yaml").read_text() == (ROOT / "profiles" / "smoke.yaml").read_text()
     with pytest.raises(FileNotFoundError, match="available"):
         use_profile("nope", tmp_path)
+
+
+def _output_texts(path: Path) -> list[str]:
+    """Every text a notebook's cells printed or displayed (streams, tracebacks, text data)."""
+    texts = []
+    for cell in code_cells(path):
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                texts.append(out.text)
+            elif out.output_type == "error":
+                texts.append("\n".join(out.traceback))
+            else:
+                texts += [str(v) for k, v in out.get("data", {}).items() if k.startswith("text/")]
+    return texts
+
+
+def test_committed_stage_notebooks_show_no_machine_path_or_python_warning():
+    """The book renders these notebooks: a path or warning printed by a stage would reach a page.
+
+    The same check runs on the built pages (``test_book``, end to end); this one fails in seconds.
+    """
+    tracked = subprocess.run(
+        ["git", "ls-files", "notebooks/executed/*.ipynb"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    found = [
+        f"{name}: {m.group(0)!r} in {text[max(0, m.start() - 80) : m.end() + 80]!r}"
+        for name in tracked
+        for text in _output_texts(ROOT / name)
+        for rx in (MACHINE_PATH, PYTHON_WARNING)
+        if (m := rx.search(text))
+    ]
+    assert not found, "\n".join(found)
