@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -77,7 +78,9 @@ def stage_times(lock_path: Path = Path("dvc.lock")) -> pd.DataFrame:
 
 def stale_stages() -> set[str]:
     """Names of the stages ``dvc status`` reports changed."""
-    out = subprocess.run(["dvc", "status", "--json"], capture_output=True, text=True, check=True).stdout
+    # The venv's dvc, beside this interpreter, also when the venv is not on PATH.
+    dvc = shutil.which("dvc") or str(Path(sys.executable).with_name("dvc"))
+    out = subprocess.run([dvc, "status", "--json"], capture_output=True, text=True, check=True).stdout
     return set(json.loads(out or "{}"))
 
 
