@@ -79,7 +79,8 @@ def stage_times(lock_path: Path = Path("dvc.lock")) -> pd.DataFrame:
 def stale_stages() -> set[str]:
     """Names of the stages ``dvc status`` reports changed."""
     # The venv's dvc, beside this interpreter, also when the venv is not on PATH.
-    dvc = shutil.which("dvc") or str(Path(sys.executable).with_name("dvc"))
+    beside = Path(sys.executable).with_name("dvc")
+    dvc = str(beside) if beside.exists() else shutil.which("dvc") or "dvc"
     out = subprocess.run([dvc, "status", "--json"], capture_output=True, text=True, check=True).stdout
     return set(json.loads(out or "{}"))
 
