@@ -62,6 +62,9 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
     "--hide-scrollbars",
+    # Debian's launcher adds this only when /dev/shm looks small, and its check breaks where
+    # /dev/shm is mounted twice; a small /dev/shm then stalls the renderer.
+    "--disable-dev-shm-usage",
 ]
 
 # ----------------------------------------------------------------------------- helpers (fast)
@@ -567,9 +570,35 @@ class _Chromium:
     screenshots it at a fixed viewport. No package beyond the standard library.
     """
 
-    def __init__(self, exe: str, width: int, height: int, timeout: float = 60.0) -> None:
+    def __init__(
+        self, exe: str, width: int, height: int, timeout: float = 60.0, start_timeout: float = 180.0
+    ) -> None:
         self.timeout = timeout
+        self.proc = None
+        failures = []
+        # A cold first start (a fresh install building its caches on a busy machine) can
+        # take long: the first answer gets start_timeout, and one failed start is retried
+        # with a new profile. What Chromium printed goes into the error.
+        for _attempt in range(2):
+            self._launch(exe, width, height)
+            try:
+                target = self.call("Target.createTarget", url="about:blank", timeout=start_timeout)
+                break
+            except (TimeoutError, RuntimeError) as err:
+                failures.append(f"{err}; chromium printed:\n{self._stderr_tail()}")
+                self._shutdown(wait=0)
+        else:
+            raise TimeoutError("chromium did not start, twice:\n" + "\n---\n".join(failures))
+        self._session = self.call("Target.attachToTarget", targetId=target["targetId"], flatten=True)[
+            "sessionId"
+        ]
+        self.call("Page.enable", page=True)
+        self.call("Emulation.setDeviceMetricsOverride", page=True, width=width, height=height,
+                  deviceScaleFactor=1, mobile=False)  # fmt: skip
+
+    def _launch(self, exe: str, width: int, height: int) -> None:
         self._profile = tempfile.TemporaryDirectory(prefix="fusion-chromium-")
+        self._log = Path(self._profile.name) / "chromium.log"
         to_chrome, self._to = os.pipe()
         self._from, from_chrome = os.pipe()
         # Chromium reads commands on its fd 3 and writes answers on its fd 4: a Python trampoline
@@ -579,22 +608,37 @@ class _Chromium:
             "import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); "
             "os.execv(sys.argv[3], sys.argv[3:])"
         )
-        argv = [exe, *CHROMIUM_FLAGS, "--remote-debugging-pipe", f"--user-data-dir={self._profile.name}",
+        argv = [exe, *CHROMIUM_FLAGS, "--remote-debugging-pipe", f"--user-data-dir={self._profile.name}/profile",
                 f"--window-size={width},{height}", "about:blank"]  # fmt: skip
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", trampoline, *map(str, ends), *argv],
-            pass_fds=ends,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        with self._log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", trampoline, *map(str, ends), *argv],
+                pass_fds=ends,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         for fd in (to_chrome, from_chrome, *ends):
             os.close(fd)
         self._buffer, self._id, self._events = b"", 0, []
-        target = self.call("Target.createTarget", url="about:blank")["targetId"]
-        self._session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        self.call("Page.enable", page=True)
-        self.call("Emulation.setDeviceMetricsOverride", page=True, width=width, height=height,
-                  deviceScaleFactor=1, mobile=False)  # fmt: skip
+
+    def _stderr_tail(self, lines: int = 15) -> str:
+        state = "running" if self.proc.poll() is None else f"exited {self.proc.returncode}"
+        text = self._log.read_text(errors="replace").splitlines()[-lines:]
+        return "\n".join([f"[{state}]", *text])
+
+    def _shutdown(self, wait: float = 20) -> None:
+        """Wait ``wait`` seconds for Chromium to exit, kill it if it has not, free the pipes and profile."""
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._to)
+        os.close(self._from)
+        self._profile.cleanup()
+        self.proc = None
 
     def __enter__(self) -> _Chromium:
         return self
@@ -602,20 +646,13 @@ class _Chromium:
     def __exit__(self, *exc) -> None:
         with contextlib.suppress(OSError, RuntimeError, TimeoutError):
             self.call("Browser.close")
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        os.close(self._to)
-        os.close(self._from)
-        self._profile.cleanup()
+        self._shutdown()
 
-    def _message(self, deadline: float) -> dict:
+    def _message(self, deadline: float, timeout: float | None = None) -> dict:
         while b"\0" not in self._buffer:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self._from], [], [], left)[0]:
-                raise TimeoutError(f"chromium did not answer within {self.timeout} s")
+                raise TimeoutError(f"chromium did not answer within {timeout or self.timeout} s")
             chunk = os.read(self._from, 1 << 20)
             if not chunk:
                 raise RuntimeError(f"chromium exited ({self.proc.poll()})")
@@ -623,16 +660,19 @@ class _Chromium:
         message, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(message)
 
-    def call(self, method: str, page: bool = False, **params) -> dict:
-        """Send one DevTools command (to the page's session if ``page``) and return its result."""
+    def call(self, method: str, page: bool = False, timeout: float | None = None, **params) -> dict:
+        """Send one DevTools command (to the page's session if ``page``) and return its result.
+
+        Waits ``timeout`` seconds for the answer (default: the browser's ``timeout``).
+        """
         self._id += 1
         command = {"id": self._id, "method": method, "params": params}
         if page:
             command["sessionId"] = self._session
         os.write(self._to, json.dumps(command).encode() + b"\0")
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + (timeout or self.timeout)
         while True:
-            message = self._message(deadline)
+            message = self._message(deadline, timeout)
             if message.get("id") == self._id:
                 if "error" in message:
                     raise RuntimeError(f"{method}: {message['error']}")
@@ -658,6 +698,19 @@ class _Chromium:
     def screenshot(self, path: Path) -> None:
         data = self.call("Page.captureScreenshot", page=True, format="png")["data"]
         path.write_bytes(base64.b64decode(data))
+
+
+def test_a_browser_that_never_answers_is_retried_once_and_its_output_reported(tmp_path):
+    """A stuck start is not a bare timeout: the error says what the browser printed, both times."""
+    stuck = tmp_path / "chromium"
+    stuck.write_text('#!/bin/sh\necho "no usable GPU: stuck at start" >&2\nexec sleep 600\n')
+    stuck.chmod(0o755)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError) as err:
+        _Chromium(str(stuck), 100, 100, start_timeout=1)
+    assert str(err.value).count("no usable GPU: stuck at start") == 2
+    assert "did not start, twice" in str(err.value)
+    assert time.monotonic() - started < 15  # a stuck start is killed, not waited on for 20 s
 
 
 @pytest.fixture(scope="module")
