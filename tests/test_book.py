@@ -585,7 +585,7 @@ class _Chromium:
                 target = self.call("Target.createTarget", url="about:blank", timeout=start_timeout)
                 break
             except (TimeoutError, RuntimeError) as err:
-                failures.append(f"{err}; chromium printed:\n{self._stderr_tail()}")
+                failures.append(f"{err}; chromium printed:\n{self._output_tail()}")
                 self._shutdown(wait=0)
         else:
             raise TimeoutError("chromium did not start, twice:\n" + "\n---\n".join(failures))
@@ -621,7 +621,7 @@ class _Chromium:
             os.close(fd)
         self._buffer, self._id, self._events = b"", 0, []
 
-    def _stderr_tail(self, lines: int = 15) -> str:
+    def _output_tail(self, lines: int = 15) -> str:
         state = "running" if self.proc.poll() is None else f"exited {self.proc.returncode}"
         text = self._log.read_text(errors="replace").splitlines()[-lines:]
         return "\n".join([f"[{state}]", *text])
@@ -648,11 +648,12 @@ class _Chromium:
             self.call("Browser.close")
         self._shutdown()
 
-    def _message(self, deadline: float, timeout: float | None = None) -> dict:
+    def _message(self, deadline: float, wait: float) -> dict:
+        """The next message, or a TimeoutError at ``deadline`` (``wait`` s after the command)."""
         while b"\0" not in self._buffer:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self._from], [], [], left)[0]:
-                raise TimeoutError(f"chromium did not answer within {timeout or self.timeout} s")
+                raise TimeoutError(f"chromium did not answer within {wait} s")
             chunk = os.read(self._from, 1 << 20)
             if not chunk:
                 raise RuntimeError(f"chromium exited ({self.proc.poll()})")
@@ -670,9 +671,10 @@ class _Chromium:
         if page:
             command["sessionId"] = self._session
         os.write(self._to, json.dumps(command).encode() + b"\0")
-        deadline = time.monotonic() + (timeout or self.timeout)
+        wait = timeout or self.timeout
+        deadline = time.monotonic() + wait
         while True:
-            message = self._message(deadline, timeout)
+            message = self._message(deadline, wait)
             if message.get("id") == self._id:
                 if "error" in message:
                     raise RuntimeError(f"{method}: {message['error']}")
@@ -685,7 +687,7 @@ class _Chromium:
         self.call("Page.navigate", page=True, url=url)
         deadline = time.monotonic() + self.timeout
         while "Page.loadEventFired" not in self._events:
-            self._events.append(self._message(deadline).get("method"))
+            self._events.append(self._message(deadline, self.timeout).get("method"))
 
     def evaluate(self, expression: str):
         """The value of a JavaScript expression in the page (awaited if it is a promise)."""
