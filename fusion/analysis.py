@@ -67,6 +67,42 @@ CONVERGED = 0.03
 ALPHA = 0.05
 
 
+def describe_doubling(change_pct: float, noun: str = "test MAE") -> str:
+    """What doubling the training budget did to an MAE, in words that read correctly for either sign.
+
+    Args:
+        change_pct: ``100 * (MAE at twice the budget - MAE) / MAE`` in %; negative = lower.
+        noun: What changed. Defaults to ``"test MAE"``.
+
+    Returns:
+        e.g. ``"twice the budget gives 5.3 % lower test MAE"``.
+    """
+    if not np.isfinite(change_pct):
+        return f"the {noun} at twice the budget was not measured"
+    if round(abs(change_pct), 1) == 0:
+        return f"twice the budget gives the same {noun} (within 0.05 %)"
+    return f"twice the budget gives {abs(change_pct):.1f} % {'lower' if change_pct < 0 else 'higher'} {noun}"
+
+
+def describe_vs_median(vs_median_pct: float) -> str:
+    """The median-predictor part of the accuracy gate, failed, in words (either sign).
+
+    Args:
+        vs_median_pct: ``100 * (median predictor's MAE - MAE) / median predictor's MAE``; positive = better.
+
+    Returns:
+        e.g. ``"only 9.3 % better than the median predictor (gate: at least 10 % better)"``.
+    """
+    if not np.isfinite(vs_median_pct):
+        return "no median-predictor MAE to compare with"
+    versus = (
+        f"only {vs_median_pct:.1f} % better than"
+        if vs_median_pct >= 0
+        else f"{-vs_median_pct:.1f} % worse than"
+    )
+    return f"{versus} the median predictor (gate: at least {100 * GATE_MEDIAN:.0f} % better)"
+
+
 def read_tables(paths: Sequence[str | Path]) -> pd.DataFrame:
     """Concatenate result CSVs that exist (empty DataFrame if none)."""
     frames = [pd.read_csv(p, dtype={"id": str}) for p in paths if Path(p).exists()]
@@ -178,14 +214,11 @@ def accuracy_table(
                 change, converged = float(worst["change_pct"]), bool(conv["converged"].all())
                 if not converged:
                     reasons.append(
-                        f"not converged: twice the budget moves the mean test MAE by {change:+.1f} % "
-                        f"at ratio {worst['ratio']:g} (criterion: less than {100 * CONVERGED:.0f} %)"
+                        f"not converged: {describe_doubling(change, 'mean test MAE')} at ratio "
+                        f"{worst['ratio']:g} (criterion: a change of less than {100 * CONVERGED:.0f} %)"
                     )
         if vs_median < 100 * GATE_MEDIAN:
-            versus = (
-                f"only {vs_median:.1f} % better than" if vs_median >= 0 else f"{-vs_median:.1f} % worse than"
-            )
-            reasons.append(f"{versus} the median predictor (gate: at least {100 * GATE_MEDIAN:.0f} % better)")
+            reasons.append(describe_vs_median(vs_median))
         if np.isfinite(ratio) and ratio > GATE_MATBENCH:
             reasons.append(f"{ratio:.2f}x Matbench's CGCNN (gate {GATE_MATBENCH}x)")
         # Matbench's MAE is a full-data figure: a subsample meets it only through a full-data run.

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fusion.analysis import CONVERGED, GATE_MEDIAN, MATBENCH, compare
+from fusion.analysis import CONVERGED, GATE_MEDIAN, MATBENCH, compare, describe_doubling, describe_vs_median
 
 #: An architecture's unpruned MAE may be at most this multiple of its Matbench MAE.
 GATE_MATBENCH = 2.0
@@ -103,13 +103,11 @@ def accuracy(
         if not both:
             reasons.append("no doubled-budget run")
         elif abs(change) >= 100 * CONVERGED:
-            reasons.append(f"not converged: twice the budget moves the test MAE by {change:+.1f} %")
+            reasons.append(f"not converged: {describe_doubling(change)}")
         if np.isfinite(ratio) and ratio > GATE_MATBENCH:
             reasons.append(f"{ratio:.2f}x its Matbench MAE (gate {GATE_MATBENCH:g}x)")
         if not vs_median >= 100 * GATE_MEDIAN:
-            reasons.append(
-                f"{vs_median:+.1f} % against the median predictor (gate: at least {100 * GATE_MEDIAN:.0f} % better)"
-            )
+            reasons.append(describe_vs_median(vs_median))
         out.append(
             {"dataset": key, "arch": arch, "n_seeds": len(one), "test_mae": mae, "mae_1x": mae_1x,
              "mae_2x": mae_2x, "change_pct": change, "converged": bool(both) and abs(change) < 100 * CONVERGED,

@@ -8,7 +8,7 @@ into words, here and in the book.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -68,8 +68,14 @@ def verdict(
     transfer_headline: dict[str, str] | None = None,
     transfer_ratio: float = 0.4,
     ood_ratio: float = 0.4,
+    gate_reasons: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, str]]:
     """One entry per claim of the paper (METHOD.md): ``holds``, ``does not hold`` or ``unresolved``.
+
+    Only the ``gated`` datasets (converged and accurate, :func:`fusion.analysis.accuracy_table`)
+    decide a claim. A claim whose runs are all on datasets that fail the gate
+    is ``unresolved``; its reason still gives what was measured, and why those
+    datasets fail (``gate_reasons``: dataset -> the gate's reason).
 
     Rules (stated in the book):
 
@@ -125,43 +131,88 @@ def verdict(
         if runs is not None
         else None
     )
+    reasons = dict(gate_reasons or {})
     if fus_div is not None:
         pct, lo, hi = fus_div["improvement_pct"], *fus_div["ci95"]
         status = "holds" if lo > 0 else "does not hold" if hi < 0 else "unresolved"
-        out["beats_diversity_jdft2d_80"] = {
-            "status": status,
-            "reason": f"on jdft2d at 80 %, FUSION (s = −1) has {describe_change(pct)} than diversity "
-            f"(95 % CI {lo:+.1f} to {hi:+.1f} %, {fus_div['n']} seeds; paper: 12.7 % lower)",
-        }
+        text = (
+            f"on jdft2d at 80 %, FUSION (s = −1) has {describe_change(pct)} than diversity "
+            f"(95 % CI {lo:+.1f} to {hi:+.1f} %, {fus_div['n']} seeds; paper: 12.7 % lower)"
+        )
+        if "jdft2d" not in gated:
+            status, text = "unresolved", text + _outside_gate(["jdft2d"], reasons)
+        out["beats_diversity_jdft2d_80"] = {"status": status, "reason": text}
     else:
         out["beats_diversity_jdft2d_80"] = {"status": "unresolved", "reason": "jdft2d diversity@0.8 not run"}
-    if optimal is not None and not optimal.empty:
-        v0 = optimal[(optimal["versus"] == "ratio 0") & optimal["method"].str.startswith("fusion")]
-        sig = v0[(v0["p_holm"] < ALPHA) & (v0["improvement_pct"] > 0)]
-        best = v0.loc[v0["improvement_pct"].idxmax()]
-        out["optimal_point"] = {
-            "status": "holds" if len(sig) else "unresolved",
-            "reason": (
-                f"best FUSION point chosen on validation: {describe_change(best.improvement_pct)} than no pruning on "
-                f"{best.dataset} ({best.method}, ratio {best.chosen_ratio:g}, Holm p {best.p_holm:.2g}); "
-                f"{len(sig)} of {len(v0)} significant (paper: up to 12.67 % lower)"
-            ),
-        }
-    else:
-        out["optimal_point"] = {"status": "unresolved", "reason": "no optimal-point runs at this budget"}
-    out["ood_gaps_shrink"] = _ood_verdict(comparison, ood, arch, ood_ratio)
+    out["optimal_point"] = _optimal_verdict(optimal, gated, reasons)
+    out["ood_gaps_shrink"] = _ood_verdict(comparison, ood, arch, ood_ratio, gated, reasons)
     out["transfer_11_architectures"] = _transfer_verdict(
         transfer_accuracy, transfer, transfer_headline or {}, transfer_ratio
     )
     return out
 
 
-def _ood_verdict(
-    comparison: pd.DataFrame, ood: pd.DataFrame | None, arch: str, ratio: float
+def _outside_gate(datasets: Sequence[str], gate_reasons: Mapping[str, str]) -> str:
+    """The tail of a reason whose datasets all fail the accuracy gate: which, and why."""
+    why = [gate_reasons.get(d, "reason not given") for d in datasets]
+    if len(datasets) == 1:
+        return f"; {datasets[0]} fails the accuracy gate, so the claim stays unresolved here: {why[0]}"
+    each = "; ".join(f"{d}: {w}" for d, w in zip(datasets, why, strict=True))
+    return f"; {' and '.join(datasets)} fail the accuracy gate, so the claim stays unresolved here: {each}"
+
+
+def _left_out(datasets: Sequence[str], gated: Sequence[str]) -> str:
+    """The tail of a reason decided on part of its datasets: which were left out (failing the gate)."""
+    out = sorted(set(datasets) - set(gated))
+    return f"; left out, failing the accuracy gate: {', '.join(out)}" if out else ""
+
+
+def _optimal_verdict(
+    optimal: pd.DataFrame | None, gated: Sequence[str], gate_reasons: Mapping[str, str]
 ) -> dict[str, str]:
-    """The *OOD gaps shrink* entry of :func:`verdict`."""
+    """The *optimal point* entry of :func:`verdict`, decided on the gated datasets."""
+    if optimal is None or optimal.empty:
+        return {"status": "unresolved", "reason": "no optimal-point runs at this budget"}
+    v0 = optimal[(optimal["versus"] == "ratio 0") & optimal["method"].str.startswith("fusion")]
+    if v0.empty:
+        return {"status": "unresolved", "reason": "no FUSION optimal-point comparison with ratio 0"}
+    decided = v0[v0["dataset"].isin(list(gated))]
+    shown = decided if len(decided) else v0
+    sig = shown[(shown["p_holm"] < ALPHA) & (shown["improvement_pct"] > 0)]
+    best = shown.loc[shown["improvement_pct"].idxmax()]
+    text = (
+        f"best FUSION point chosen on validation: {describe_change(best.improvement_pct)} than no pruning on "
+        f"{best.dataset} ({best.method}, ratio {best.chosen_ratio:g}, Holm p {best.p_holm:.2g}); "
+        f"{len(sig)} of {len(shown)} significant (paper: up to 12.67 % lower)"
+    )
+    if decided.empty:
+        return {
+            "status": "unresolved",
+            "reason": text + _outside_gate(sorted(set(v0["dataset"])), gate_reasons),
+        }
+    return {"status": "holds" if len(sig) else "unresolved", "reason": text + _left_out(v0["dataset"], gated)}
+
+
+def _ood_verdict(
+    comparison: pd.DataFrame,
+    ood: pd.DataFrame | None,
+    arch: str,
+    ratio: float,
+    gated: Sequence[str],
+    gate_reasons: Mapping[str, str],
+) -> dict[str, str]:
+    """The *OOD gaps shrink* entry of :func:`verdict`, decided on the gated datasets."""
     if ood is None or ood.empty:
         return {"status": "unresolved", "reason": "no OOD runs"}
+    decided = ood[ood["dataset"].isin(list(gated))]
+    if decided.empty:
+        entry = _ood_verdict(comparison, ood, arch, ratio, sorted(set(ood["dataset"])), {})
+        return {
+            "status": "unresolved",
+            "reason": entry["reason"] + _outside_gate(sorted(set(ood["dataset"])), gate_reasons),
+        }
+    left_out = _left_out(ood["dataset"], gated)
+    ood = decided
     ident = comparison[(comparison["arch"] == arch) & (comparison["ratio"] == ratio)].set_index(
         ["dataset", "method"]
     )
@@ -189,7 +240,7 @@ def _ood_verdict(
     status = "holds" if smaller == len(pairs) and gap else "does not hold" if larger else "unresolved"
     if status == "unresolved" and not gap:
         text += " (no Holm-significant in-distribution gap to shrink)"
-    return {"status": status, "reason": text}
+    return {"status": status, "reason": text + left_out}
 
 
 def _transfer_verdict(

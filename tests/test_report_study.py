@@ -64,8 +64,8 @@ def test_accuracy_display_puts_units_in_cells_and_says_worse_for_negative():
     assert row.loc["a", "ours: test MAE"] == "70.4 meV/atom"
     assert row.loc["a", "vs median predictor"] == "64.8 % worse"
     assert row.loc["b", "vs median predictor"] == "40.0 % better"
-    assert row.loc["a", "× Matbench CGCNN"] == "subsample"
-    assert row.loc["b", "× Matbench CGCNN"] == "0.50×"
+    assert row.loc["a", "vs Matbench CGCNN"] == "subsample"
+    assert row.loc["b", "vs Matbench CGCNN"] == "0.50×"
     assert (values["n_gate_pass"], values["n_gate"]) == (1, 2)
     assert "a fails: 64.8 % worse." in values["gate_sentence"]
 
@@ -130,7 +130,7 @@ def test_effective_display_and_numbers():
     )  # fmt: skip
     shown = study_tables.effective_display(eff)
     assert list(shown.columns) == ["dataset", "method", "40 % removed", "80 % removed"]
-    assert shown.iloc[0]["40 % removed"] == "1.20× (72 / 60)"
+    assert shown.iloc[0]["40 % removed"] == "1.20× (72\N{NO-BREAK SPACE}/\N{NO-BREAK SPACE}60)"
     assert shown.iloc[1]["80 % removed"] == "–"  # random has no 0.8 row here
     n = study_tables.effective_numbers(eff)
     assert n["eff_range"] == "from 0.50× (a with 80 % removed) to 1.20× (a with 40 % removed)"

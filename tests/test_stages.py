@@ -190,9 +190,11 @@ def test_the_gate_keeps_an_unconverged_or_unchecked_dataset_out():
     assert not low["passes"]
     assert not low["converged"]
     assert low["doubling_change_pct"] == pytest.approx(-4.0)
-    assert "-4.0 % at ratio 0.8" in low["reason"]
+    assert "twice the budget gives 4.0 % lower mean test MAE at ratio 0.8" in low["reason"]
     # Longer training 4 % worse: the budget still moves the MAE by more than 3 %.
-    assert not gate({0.0: 0.04})["passes"]
+    high = gate({0.0: 0.04})
+    assert not high["passes"]
+    assert "4.0 % higher mean test MAE at ratio 0" in high["reason"]
     # A ratio without its doubled run (NaN change) does not count as a check.
     half = analysis.convergence_table(
         pd.DataFrame({"dataset": "d", "seed": 0, "ratio": 0.0, "factor": [1.0], "test_mae": [10.0]})
@@ -218,9 +220,43 @@ def test_verdict_follows_the_paired_evidence():
         assert result["beats_random"]["status"] == expected, result["beats_random"]
     # FUSION against diversity on jdft2d at 80 %, paired by seed.
     jd = runs[runs["ratio"] == 0.8].replace({"dataset": {"d": "jdft2d"}, "method": {"bad": "diversity"}})
-    result = verdict.verdict(analysis.compare(jd), pd.DataFrame(), [], "cgcnn", runs=jd)
+    result = verdict.verdict(analysis.compare(jd), pd.DataFrame(), ["jdft2d"], "cgcnn", runs=jd)
     assert result["beats_diversity_jdft2d_80"]["status"] == "holds"
     assert "lower MAE than diversity" in result["beats_diversity_jdft2d_80"]["reason"]
+    # The same evidence on a jdft2d that fails the accuracy gate decides nothing, and says why.
+    why = {"jdft2d": "only 9.3 % better than the median predictor (gate: at least 10 % better)"}
+    result = verdict.verdict(analysis.compare(jd), pd.DataFrame(), [], "cgcnn", runs=jd, gate_reasons=why)
+    entry = result["beats_diversity_jdft2d_80"]
+    assert entry["status"] == "unresolved"
+    assert "lower MAE than diversity" in entry["reason"]
+    assert (
+        "jdft2d fails the accuracy gate, so the claim stays unresolved here: only 9.3 % better"
+        in entry["reason"]
+    )
+
+
+def optimal_rows(gain: float) -> pd.DataFrame:
+    """Optimal-point comparisons with ratio 0 on two datasets; FUSION ``gain`` % better, Holm p 0.001."""
+    return pd.DataFrame({"dataset": ["jdft2d", "phonons"], "method": "fusion_neg", "versus": "ratio 0",
+                         "chosen_ratio": 0.02, "n": 10, "improvement_pct": gain, "ci_low": gain - 1,
+                         "ci_high": gain + 1, "p": 0.001, "p_holm": 0.001})  # fmt: skip
+
+
+def test_optimal_point_verdict_is_decided_on_gated_datasets_only():
+    empty = pd.DataFrame(columns=["arch", "dataset", "method"])
+    both = verdict.verdict(empty, pd.DataFrame(), ["jdft2d", "phonons"], "cgcnn", optimal=optimal_rows(5.0))
+    assert both["optimal_point"]["status"] == "holds"
+    assert "left out" not in both["optimal_point"]["reason"]
+    one = verdict.verdict(empty, pd.DataFrame(), ["phonons"], "cgcnn", optimal=optimal_rows(5.0))
+    assert one["optimal_point"]["status"] == "holds"
+    assert "on phonons" in one["optimal_point"]["reason"]
+    assert "left out, failing the accuracy gate: jdft2d" in one["optimal_point"]["reason"]
+    none = verdict.verdict(empty, pd.DataFrame(), [], "cgcnn", optimal=optimal_rows(5.0),
+                           gate_reasons={"phonons": "not converged"})  # fmt: skip
+    assert none["optimal_point"]["status"] == "unresolved"
+    assert "5.0 % lower MAE than no pruning" in none["optimal_point"]["reason"]
+    assert "jdft2d and phonons fail the accuracy gate" in none["optimal_point"]["reason"]
+    assert "jdft2d: reason not given; phonons: not converged" in none["optimal_point"]["reason"]
 
 
 def tiny_graphs(ids, nudged: bool = False) -> dict:

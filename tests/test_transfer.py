@@ -157,12 +157,21 @@ def test_ood_verdict_sets_each_fold_source_beside_the_in_distribution_gap():
     shrunk = pd.DataFrame({"dataset": "phonons", "folds": "kmeans", "method": "fusion_neg", "n": 15,
                            "improvement_pct": [1.0], "ci_low": [-2.0], "ci_high": [4.0], "p": [0.5],
                            "p_holm": [0.5]})  # fmt: skip
-    result = verdict.verdict(ident, pd.DataFrame(), [], "cgcnn", ood=shrunk)
+    result = verdict.verdict(ident, pd.DataFrame(), ["phonons"], "cgcnn", ood=shrunk)
     assert result["ood_gaps_shrink"]["status"] == "holds", result["ood_gaps_shrink"]
     assert "+1.0 % OOD against +6.0 % in distribution" in result["ood_gaps_shrink"]["reason"]
     grown = shrunk.assign(improvement_pct=12.0, ci_low=8.0, ci_high=16.0)
-    result = verdict.verdict(ident, pd.DataFrame(), [], "cgcnn", ood=grown)
+    result = verdict.verdict(ident, pd.DataFrame(), ["phonons"], "cgcnn", ood=grown)
     assert result["ood_gaps_shrink"]["status"] == "does not hold"
+    # On a dataset that fails the accuracy gate, the measurement is reported and decides nothing.
+    result = verdict.verdict(ident, pd.DataFrame(), [], "cgcnn", ood=grown,
+                             gate_reasons={"phonons": "not converged"})  # fmt: skip
+    assert result["ood_gaps_shrink"]["status"] == "unresolved"
+    assert "+12.0 % OOD against +6.0 % in distribution" in result["ood_gaps_shrink"]["reason"]
+    assert (
+        "phonons fails the accuracy gate, so the claim stays unresolved here: not converged"
+        in result["ood_gaps_shrink"]["reason"]
+    )
 
 
 def test_report_table_heatmap_and_sentence_agree():

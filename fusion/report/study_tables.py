@@ -136,7 +136,7 @@ def accuracy_display(accuracy: pd.DataFrame, units: Mapping[str, str]) -> tuple[
                 "Matbench CGCNN": fmt_mae(r.matbench_cgcnn_mae, u),
                 "median predictor": fmt_mae(r.median_predictor_mae, u),
                 "vs median predictor": f"{abs(vs):.1f} % {against}" if np.isfinite(vs) else "–",
-                "× Matbench CGCNN": f"{r.ratio_to_matbench:.2f}×"
+                "vs Matbench CGCNN": f"{r.ratio_to_matbench:.2f}×"
                 if np.isfinite(r.ratio_to_matbench)
                 else ("subsample" if bool(r.subsampled) else "–"),
                 "gate": "passes" if bool(r.passes) else "fails",
@@ -198,13 +198,14 @@ def effective_display(effective: pd.DataFrame) -> pd.DataFrame:
     """``n_eff / n_kept`` per dataset and method (rows) and fraction removed (columns).
 
     A cell reads ``1.04× (87 / 84)``: the kept set of 84 records reaches the MAE
-    random pruning reaches with 87.
+    random pruning reaches with 87. The bracket's spaces do not break, so a narrow
+    column wraps the cell only before the bracket.
     """
     part = effective[effective["ratio"] > 0] if len(effective) else effective
     if part.empty:
         return pd.DataFrame()
     cell = [
-        f"{q:.2f}× ({e:.0f} / {k:.0f})"
+        f"{q:.2f}× ({e:.0f}\N{NO-BREAK SPACE}/\N{NO-BREAK SPACE}{k:.0f})"
         for q, e, k in zip(part["n_eff_ratio"], part["n_eff"], part["n_kept"], strict=True)
     ]
     return by_ratio(part, cell)

@@ -156,6 +156,7 @@ def run(
         transfer_headline=headline,
         transfer_ratio=float(transfer_ratios[0]) if transfer_ratios else 0.4,
         ood_ratio=float(ood_ratio),
+        gate_reasons=dict(zip(acc["dataset"], acc["reason"], strict=True)) if len(acc) else {},
     )
     tuned = {
         k: json.loads(paths.tune_choice_path(k).read_text())
