@@ -179,3 +179,13 @@ def column(method: str, ratio: float) -> str:
 def fulldata_path(key: str) -> Path:
     """The full-data run of a subsampled dataset ``key``."""
     return Path("results") / "fulldata" / f"{key}.csv"
+
+
+def checkpoint_path(stage: str, key: str, run: str) -> Path:
+    """The resumable checkpoint of one long training run of ``stage`` on dataset ``key``.
+
+    ``run`` identifies the run (a digest of its settings, ids, graphs and code),
+    so a checkpoint is only ever resumed by the very run that wrote it. Under
+    ``build/``: neither git nor DVC tracks it.
+    """
+    return Path("build") / "checkpoints" / f"{stage}-{key}-{run}.pt"

@@ -389,3 +389,25 @@ def test_tune_chooses_on_the_mean_over_seeds():
     pick = tune.choose(grid)
     assert (pick["epochs"], pick["seeds"]) == (200, [0, 1, 2])
     assert pick["val_mae"] == pytest.approx((65.0 + 61.0 + 87.0) / 3)
+
+
+def test_a_full_data_checkpoint_belongs_to_one_run():
+    from fusion.stages import fulldata
+    from fusion.train import TrainConfig
+
+    ids = (["a", "b"], ["c"], ["d"])
+    graphs = tiny_graphs(["a", "b", "c", "d"])
+    cfg = TrainConfig(epochs=3, lr=1e-3)
+    first = fulldata.checkpoint_file("perovskites", "cgcnn", "cpu", ids, cfg, graphs)
+    assert first == fulldata.checkpoint_file("perovskites", "cgcnn", "cpu", ids, cfg, graphs)
+    assert first.parts[:2] == ("build", "checkpoints")
+    assert first.name.startswith("fulldata-perovskites-")
+    # Another learning rate, split or graph set never meets this checkpoint.
+    others = [
+        fulldata.checkpoint_file("perovskites", "cgcnn", "cpu", ids, TrainConfig(epochs=3, lr=3e-3), graphs),
+        fulldata.checkpoint_file("perovskites", "cgcnn", "cpu", (["a"], ["b", "c"], ["d"]), cfg, graphs),
+        fulldata.checkpoint_file(
+            "perovskites", "cgcnn", "cpu", ids, cfg, tiny_graphs(["a", "b", "c", "d"], True)
+        ),
+    ]
+    assert len({first, *others}) == 4
