@@ -57,15 +57,22 @@ def test_accuracy_display_puts_units_in_cells_and_says_worse_for_negative():
     acc = pd.DataFrame(
         {"dataset": ["a", "b"], "test_mae": [70.4, 0.3], "n_seeds": [2, 2], "median_predictor_mae": [42.7, 0.5],
          "matbench_cgcnn_mae": [49.24, 0.6], "ratio_to_matbench": [np.nan, 0.5], "vs_median_pct": [-64.8, 40.0],
-         "subsampled": [True, False], "passes": [False, True], "reason": ["64.8 % worse", "passes"]}
+         "subsampled": [True, False], "full_data_test_mae": [np.nan, np.nan], "passes": [False, True],
+         "reason": ["64.8 % worse", "passes"]}
     )  # fmt: skip
     shown, values = study_tables.accuracy_display(acc, UNITS)
     row = shown.set_index("dataset")
     assert row.loc["a", "ours: test MAE"] == "70.4 meV/atom"
     assert row.loc["a", "vs median predictor"] == "64.8 % worse"
     assert row.loc["b", "vs median predictor"] == "40.0 % better"
-    assert row.loc["a", "vs Matbench CGCNN"] == "subsample"
+    assert row.loc["a", "vs Matbench CGCNN"] == "–"
+    assert row.loc["a", "ours: full data"] == "not run"
     assert row.loc["b", "vs Matbench CGCNN"] == "0.50×"
+    assert row.loc["b", "ours: full data"] == "–"
+    # A subsample's ratio to Matbench is its full-data run's, shown beside it.
+    acc.loc[0, ["full_data_test_mae", "ratio_to_matbench"]] = [59.1, 1.2]
+    row = study_tables.accuracy_display(acc, UNITS)[0].set_index("dataset")
+    assert (row.loc["a", "ours: full data"], row.loc["a", "vs Matbench CGCNN"]) == ("59.1 meV/atom", "1.20×")
     assert (values["n_gate_pass"], values["n_gate"]) == (1, 2)
     assert "a fails: 64.8 % worse." in values["gate_sentence"]
 

@@ -158,6 +158,14 @@ def test_convergence_and_accuracy_gate():
     acc = analysis.accuracy_table(runs, pred, {"d": {"name": "matbench_jdft2d", "limit": None}}, "cgcnn")
     assert not acc.iloc[0]["passes"]
     assert "median predictor" in acc.iloc[0]["reason"]
+    # A subsample meets Matbench only through its full-data run: without one it does not pass.
+    pred["median_mae"] = 10.0
+    sub = {"d": {"name": "matbench_jdft2d", "limit": 500}}
+    acc = analysis.accuracy_table(runs, pred, sub, "cgcnn")
+    assert not acc.iloc[0]["passes"]
+    assert "no full-data run" in acc.iloc[0]["reason"]
+    assert analysis.accuracy_table(runs, pred, sub, "cgcnn", full_data={"d": 50.0}).iloc[0]["passes"]
+    assert not analysis.accuracy_table(runs, pred, sub, "cgcnn", full_data={"d": 70.0}).iloc[0]["passes"]
 
 
 def test_converge_names_a_dataset_without_seeds():
