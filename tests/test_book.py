@@ -286,6 +286,41 @@ def test_glue_table_shows_an_empty_table_as_a_sentence(monkeypatch):
     assert "nothing to show" in seen["t"].data
 
 
+def test_a_long_table_is_marked_for_collapsing_and_a_short_one_is_not():
+    short = glue.table_html(pd.DataFrame({"a": range(glue.LONG_TABLE_ROWS)}))
+    long = glue.table_html(pd.DataFrame({"a": range(glue.LONG_TABLE_ROWS + 1)}), wrap=True)
+    assert "fusion-long" not in short
+    assert "data-shown" not in short
+    assert 'class="dataframe fusion-table fusion-wrap fusion-long"' in long
+    assert f'<table data-shown="{glue.SHOWN_ROWS}" ' in long
+
+
+def test_a_long_table_shows_its_first_rows_and_a_button_that_shows_all(tmp_path):
+    """book/_static/collapse.js in headless Chromium, on a page with one long and one short table."""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if exe is None:
+        pytest.skip("chromium not installed (apt-get install -y chromium)")
+    n = glue.LONG_TABLE_ROWS + 4
+    page = tmp_path / "page.html"
+    page.write_text(
+        "<html><body>" + glue.table_html(pd.DataFrame({"a": range(n)}))
+        + glue.table_html(pd.DataFrame({"b": range(3)}))
+        + f'<script src="{(ROOT / "book" / "_static" / "collapse.js").as_uri()}"></script></body></html>'
+    )  # fmt: skip
+    visible = "[...document.querySelectorAll('tbody tr')].filter((r) => !r.hidden).length"
+    with _Chromium(exe, 800, 600) as browser:
+        browser.open(page.as_uri())
+        assert browser.evaluate(visible) == glue.SHOWN_ROWS + 3
+        buttons = browser.evaluate(
+            "[...document.querySelectorAll('button.fusion-show-all')].map((b) => b.textContent)"
+        )
+        assert buttons == [f"Show all {n} rows"]  # the short table gets none
+        browser.evaluate("document.querySelector('button.fusion-show-all').click()")
+        assert browser.evaluate(visible) == n + 3
+        browser.evaluate("document.querySelector('button.fusion-show-all').click()")
+        assert browser.evaluate(visible) == glue.SHOWN_ROWS + 3
+
+
 def _book_extension(name: str):
     """A Sphinx extension of ``book/_ext/`` (not a package), imported from its file."""
     spec = importlib.util.spec_from_file_location(f"book_ext_{name}", BOOK / "_ext" / f"{name}.py")

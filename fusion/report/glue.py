@@ -43,8 +43,39 @@ def glue_html(name: str, html: str) -> None:
     glue(name, HTML(html), display=False)
 
 
+#: A table with more rows than this is collapsed in the book ...
+LONG_TABLE_ROWS = 16
+#: ... to its first this many rows, with a button that shows all of them (``book/_static/collapse.js``).
+SHOWN_ROWS = 12
+
+
+def table_html(df: pd.DataFrame, wrap: bool = False) -> str:
+    """A display table as the book's HTML, without its index.
+
+    An empty table reads "nothing to show in this run". A table of more than
+    :data:`LONG_TABLE_ROWS` rows gets the class ``fusion-long`` and
+    ``data-shown``: the book shows its first :data:`SHOWN_ROWS` rows and a
+    "Show all" button (without JavaScript, every row shows).
+
+    Args:
+        df: The display table.
+        wrap: Let long cells wrap (class ``fusion-wrap``) instead of scrolling.
+
+    Returns:
+        The ``<table>`` element.
+    """
+    if df.empty:
+        df = pd.DataFrame({"": ["nothing to show in this run"]})
+    classes = ["fusion-table"] + (["fusion-wrap"] if wrap else [])
+    long = len(df) > LONG_TABLE_ROWS
+    if long:
+        classes.append("fusion-long")
+    html = df.to_html(index=False, na_rep="–", classes=" ".join(classes), border=0, escape=True)
+    return html.replace("<table ", f'<table data-shown="{SHOWN_ROWS}" ', 1) if long else html
+
+
 def glue_table(name: str, df: pd.DataFrame, wrap: bool = False) -> None:
-    """Glue a table (for ``{glue:figure}``/``{glue}``), rendered as HTML without its index.
+    """Glue a table (for ``{glue:figure}``/``{glue}``) as :func:`table_html` renders it.
 
     Args:
         name: Glue key.
@@ -54,11 +85,7 @@ def glue_table(name: str, df: pd.DataFrame, wrap: bool = False) -> None:
     from IPython.display import HTML
     from myst_nb import glue
 
-    if df.empty:
-        df = pd.DataFrame({"": ["nothing to show in this run"]})
-    classes = "fusion-table fusion-wrap" if wrap else "fusion-table"
-    html = df.to_html(index=False, na_rep="–", classes=classes, border=0, escape=True)
-    glue(name, HTML(html), display=False)
+    glue(name, HTML(table_html(df, wrap)), display=False)
 
 
 def glue_sections(tables: Mapping[str, tuple[pd.DataFrame, str]], prefix: str, heading: str = "###") -> None:
