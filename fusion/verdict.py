@@ -18,6 +18,9 @@ from fusion import stats
 from fusion.analysis import ALPHA
 from fusion.transfer import headline_rows
 
+#: The number of architectures the paper's transfer claim covers.
+PAPER_ARCHITECTURES = 11
+
 
 def _paired(
     runs: pd.DataFrame, dataset: str, arch: str, ratio: float, reference: str, other: str
@@ -99,9 +102,11 @@ def verdict(
     - *transfer across 11 architectures*: the better FUSION sign (chosen on
       validation, ``transfer_headline``) against random at ``transfer_ratio``
       for every gated (dataset, architecture) of the grid. Holds if it is
-      better in every one and Holm-significant in a majority; does not hold
-      if it is Holm-significantly worse in any, or worse in a majority; else
-      unresolved.
+      better in every one and Holm-significant in a majority, and the gated
+      pairs cover :data:`PAPER_ARCHITECTURES` architectures (fewer cannot show
+      a claim about 11, though one counterexample can refute it); does not
+      hold if it is Holm-significantly worse in any, or worse in a majority;
+      else unresolved.
     """
     out: dict[str, dict[str, str]] = {}
     main = comparison[(comparison["arch"] == arch) & comparison["dataset"].isin(list(gated))]
@@ -267,10 +272,14 @@ def _transfer_verdict(
         f"{len(rows)} gated (dataset, architecture) pairs, Holm-significant in {sig_better}, significantly "
         f"higher in {sig_worse}; {len(accuracy) - n_gated} of {len(accuracy)} pairs fail a gate"
     )
-    if better == len(rows) and 2 * sig_better > len(rows):
-        status = "holds"
-    elif sig_worse or 2 * better < len(rows):
+    n_measured = len({r.arch for r in rows})
+    if sig_worse or 2 * better < len(rows):
         status = "does not hold"
+    elif better == len(rows) and 2 * sig_better > len(rows):
+        status = "holds" if n_measured >= PAPER_ARCHITECTURES else "unresolved"
+        if status == "unresolved":
+            text += (f"; consistent with the claim, but on {n_measured} gated architectures of the paper's "
+                     f"{PAPER_ARCHITECTURES}")  # fmt: skip
     else:
         status = "unresolved"
     return {"status": status, "reason": text}

@@ -231,6 +231,9 @@ def test_run_settings_from_profile():
     assert settings["val_protocol"] == params["val_protocol"]
     assert "aleatoric_sign" not in settings
     assert "sign_source" not in settings
+    assert settings["transfer_scope"] == "megnet on jdft2d (1 seed)"
+    default = inputs.run_settings(inputs.read_params(ROOT / "profiles" / "default.yaml"))
+    assert default["transfer_scope"] == "schnet on phonons and dielectric; crystalframer on phonons (3 seeds)"
 
 
 def test_palette_gives_each_method_one_distinct_colour_blind_safe_style():

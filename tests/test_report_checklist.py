@@ -164,7 +164,8 @@ def test_the_paper_setting_turns_not_possible_into_a_stage_count(tmp_path):
     )
     # A transfer grid adds its cells to the count, and to the claim's status.
     others = [a for a in PAPER_ARCHS if a != "cgcnn"]
-    grid = {**paper, "architectures": ["cgcnn"], "transfer": {"datasets": ["j"], "architectures": others}}
+    cells = {f"j-{a}": {"dataset": "j", "arch": a} for a in others}
+    grid = {**paper, "architectures": ["cgcnn"], "transfer": {"cells": cells}}
     run.finish(f"transfer@j-{others[0]}")
     table = checklist.checklist(grid, tmp_path)
     assert _status(table, "Architectures")[1].startswith("6 of 15 training and transfer cells have finished")

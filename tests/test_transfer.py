@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from fusion import analysis, transfer, verdict
-from fusion.stages.transfer import grid
+from fusion.models import available
+from fusion.stages.transfer import cost_seconds, grid
 
 DATASETS = {"phonons": {"name": "matbench_phonons", "limit": None}}
 
@@ -56,6 +57,18 @@ def test_grid_puts_the_comparison_before_the_doubled_runs():
                          (0, "random", 0.8, 1.0), (0, "fusion_neg", 0.8, 1.0)]  # fmt: skip
     # No seeds: only the convergence runs (the `paper` profile, where `train` runs every architecture).
     assert grid([], [0.4], ["random"], [0, 1], 2.0) == [(0, "random", 0.0, 2.0), (1, "random", 0.0, 2.0)]
+
+
+def test_cost_estimate_prices_each_run_by_its_data_and_budget():
+    cells = {"phonons-schnet": {"dataset": "phonons", "arch": "schnet"}}
+    est = cost_seconds(cells, [0, 1], [0.4, 0.8], ["random", "fusion_neg"], [0], 2.0, {"phonons": 100.0},
+                       {"schnet": 0.5})  # fmt: skip
+    # Per seed: unpruned 1 + 2 methods x (0.6 + 0.2) kept = 2.6 units; two seeds, plus the doubled run: 7.2.
+    assert est.loc[0, "runs"] == len(grid([0, 1], [0.4, 0.8], ["random", "fusion_neg"], [0], 2.0)) == 11
+    assert est.loc[0, "seconds"] == pytest.approx(7.2 * 100 * 0.5, rel=1e-12)  # float sums: rounding only
+    steps = cost_seconds(cells, [0, 1], [0.4, 0.8], ["random", "fusion_neg"], [0], 2.0, {"phonons": 100.0},
+                         {"schnet": 0.5}, budget="steps")  # fmt: skip
+    assert steps.loc[0, "seconds"] == pytest.approx(12 * 100 * 0.5, rel=1e-12)  # 10 runs x 1 + 1 x 2
 
 
 def test_grid_rows_keep_the_train_stage_run_once_and_only_converge_longer_runs():
@@ -111,6 +124,17 @@ def test_better_sign_is_chosen_on_validation_and_heads_the_verdict():
     acc = transfer.accuracy(rows, predictors(), DATASETS)
     result = verdict.verdict(pd.DataFrame(columns=["arch", "dataset", "method"]), pd.DataFrame(), [], "cgcnn",
                              transfer_accuracy=acc, transfer=comp, transfer_headline=head)  # fmt: skip
+    # Better everywhere, but on 3 architectures: consistent with the claim, not a demonstration of it.
+    three = result["transfer_11_architectures"]
+    assert three["status"] == "unresolved", three
+    assert "on 3 gated architectures of the paper's 11" in three["reason"]
+    eleven = dict.fromkeys(available(), 6.0)
+    assert len(eleven) == verdict.PAPER_ARCHITECTURES
+    rows = transfer.grid_rows(pd.DataFrame(), grid_frame(eleven), pd.DataFrame())
+    result = verdict.verdict(pd.DataFrame(columns=["arch", "dataset", "method"]), pd.DataFrame(), [], "cgcnn",
+                             transfer_accuracy=transfer.accuracy(rows, predictors(), DATASETS),
+                             transfer=transfer.comparison(rows, [0.4, 0.8]),
+                             transfer_headline=transfer.better_fusion(rows, "cgcnn", 0.4))  # fmt: skip
     assert result["transfer_11_architectures"]["status"] == "holds", result["transfer_11_architectures"]
 
     worse = transfer.grid_rows(pd.DataFrame(), grid_frame({"cgcnn": -6, "megnet": -6}), pd.DataFrame())

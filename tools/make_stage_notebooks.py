@@ -85,7 +85,7 @@ STAGES: dict[str, dict[str, str]] = {
     },
     "transfer": {
         "title": "another architecture on the main study's kept sets",
-        "text": "One cell of the dataset x architecture matrix: the unpruned run and every method at every ratio "
+        "text": "One cell (a dataset and an architecture) of `transfer.cells`: the unpruned run and every method at every ratio "
         "for each seed, then the unpruned run with `factor` times the budget for `converge_seeds`. "
         "Writes `results/transfer/<key>/<arch>.csv`.",
         "params": 'key = "jdft2d"\narch = "schnet"\nseeds = [0]\nratios = [0.4]\n'
@@ -163,11 +163,11 @@ STAGES: dict[str, dict[str, str]] = {
         "params": 'datasets = {"jdft2d": {"name": "matbench_jdft2d", "target": "exfoliation_energy", '
         '"limit": 200}}\nseeds = [0]\narchitectures = ["cgcnn"]\narch = "cgcnn"\nval_protocol = "fixed"\n'
         'budget = "epochs"\nwall_hours = None\nprotocol_datasets = []\noptimal_datasets = []\nood_datasets = []\n'
-        "fulldata_datasets = {}\ntransfer_datasets = []\ntransfer_architectures = []\n"
+        "fulldata_datasets = {}\ntransfer_cells = {}\n"
         "transfer_ratios = [0.4, 0.8]\nood_ratio = 0.4",
         "call": "analyze.run(datasets, seeds, architectures, arch, val_protocol, budget, wall_hours, "
-        "protocol_datasets, optimal_datasets, ood_datasets, fulldata_datasets, transfer_datasets, "
-        "transfer_architectures, transfer_ratios, ood_ratio)",
+        "protocol_datasets, optimal_datasets, ood_datasets, fulldata_datasets, transfer_cells, "
+        "transfer_ratios, ood_ratio)",
     },
     "figures": {
         "title": "the study's figures as PNG, from the analysis tables",

@@ -249,8 +249,8 @@ def data_items(ev: Evidence) -> list[Item]:
         )
         for name, n in PAPER["datasets"].items()
     ]
-    tr = p.get("transfer", {})
-    grid_archs = list(dict.fromkeys([*p["architectures"], *tr.get("architectures", [])]))
+    tr_cells = p.get("transfer", {}).get("cells") or {}
+    grid_archs = list(dict.fromkeys([*p["architectures"], *(c["arch"] for c in tr_cells.values())]))
     size = p.get("train", {}).get("size", PAPER["size"])
     arch_dev = []
     if set(PAPER["architectures"]) - set(grid_archs):
@@ -259,8 +259,7 @@ def data_items(ev: Evidence) -> list[Item]:
         )
     if size != PAPER["size"]:
         arch_dev.append(f"at the {size} size")
-    cells = [f"{k}-{a}" for k in tr.get("datasets", []) for a in tr.get("architectures", [])]
-    done, total = ev.count("transfer", cells)
+    done, total = ev.count("transfer", list(tr_cells))
     done_train, total_train = training_cells(ev)
     out.append(
         Item(
@@ -293,10 +292,7 @@ def claim_items(ev: Evidence) -> list[Item]:
         return analysed(ev, scale, "beats_diversity_jdft2d_80")
 
     def transfer() -> tuple[str, str]:
-        tr = p.get("transfer", {})
-        done, total = ev.count(
-            "transfer", [f"{k}-{a}" for k in tr.get("datasets", []) for a in tr.get("architectures", [])]
-        )
+        done, total = ev.count("transfer", list(p.get("transfer", {}).get("cells") or {}))
         if total == 0:
             return NOT_RUN, "this profile runs no transfer grid"
         if done < total:

@@ -85,7 +85,29 @@ def run_settings(params: Mapping[str, Any]) -> dict[str, Any]:
         "ood_clusters": int(params["ood"]["n_clusters"]),
         "ood_ratio": float(params["ood"]["ratio"]),
         "ood_min_test": int(params["ood"]["min_test"]),
+        "transfer_scope": transfer_scope(params.get("transfer", {})),
     }
+
+
+def transfer_scope(transfer: Mapping[str, Any]) -> str:
+    """The ``transfer`` grid in words: each architecture with its datasets, and the seeds.
+
+    Example:
+        >>> transfer_scope({"cells": {"p-s": {"dataset": "p", "arch": "s"}, "d-s": {"dataset": "d", "arch": "s"},
+        ...                           "p-c": {"dataset": "p", "arch": "c"}}, "seeds": [0, 1, 2]})
+        's on p and d; c on p (3 seeds)'
+    """
+    by_arch: dict[str, list[str]] = {}
+    for cell in (transfer.get("cells") or {}).values():
+        by_arch.setdefault(cell["arch"], []).append(cell["dataset"])
+    if not by_arch:
+        return "no architecture besides the main one"
+    parts = [
+        f"{a} on {', '.join(ks[:-1]) + ' and ' + ks[-1] if len(ks) > 1 else ks[0]}"
+        for a, ks in by_arch.items()
+    ]
+    n = len(transfer.get("seeds", []))
+    return f"{'; '.join(parts)} ({n} seed{'s' if n != 1 else ''})"
 
 
 def _profile_name(params: Mapping[str, Any], root: str | Path = ".") -> str:

@@ -11,7 +11,7 @@ verdict in :mod:`fusion.verdict`.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +53,7 @@ def run(
     optimal_datasets: Sequence[str] = (),
     ood_datasets: Sequence[str] = (),
     fulldata_datasets: Sequence[str] = (),
-    transfer_datasets: Sequence[str] = (),
-    transfer_architectures: Sequence[str] = (),
+    transfer_cells: Mapping[str, Mapping[str, str]] | None = None,
     transfer_ratios: Sequence[float] = (0.4, 0.8),
     ood_ratio: float = 0.4,
 ) -> dict[str, Any]:
@@ -72,9 +71,9 @@ def run(
         optimal_datasets: Datasets of the ``optimal`` stage.
         ood_datasets: Datasets of the ``ood`` stage.
         fulldata_datasets: Datasets with a full-data run (``fulldata`` stage).
-        transfer_datasets: Datasets of the ``transfer`` grid.
-        transfer_architectures: Architectures of the ``transfer`` stage (the
-            main one, and any other of the ``train`` matrix, join them).
+        transfer_cells: The ``transfer`` stage's cells (name -> ``dataset`` and
+            ``arch``). On their datasets the main architecture, and any other of
+            the ``train`` matrix, join the grid. Defaults to none.
         transfer_ratios: Ratios of the grid; the first heads it.
         ood_ratio: Ratio of the ``ood`` stage (its gaps are set beside the
             in-distribution ones at this ratio).
@@ -126,13 +125,13 @@ def run(
     out["optimal"] = analysis_checks.optimal_table(out["optimal_runs"])
     out["ood_runs"] = analysis.read_tables([paths.ood_path(k) for k in ood_datasets])
     out["ood"] = analysis_checks.ood_table(out["ood_runs"])
-    grid_archs = [*dict.fromkeys([*architectures, *transfer_architectures])]
+    cells = list((transfer_cells or {}).values())
+    transfer_keys = [*dict.fromkeys(c["dataset"] for c in cells)]
+    grid_archs = [*dict.fromkeys([*architectures, *(c["arch"] for c in cells)])]
     out["transfer_runs"] = transfer.grid_rows(
-        runs[runs["dataset"].isin(list(transfer_datasets))],
-        analysis.read_tables(
-            [paths.transfer_path(k, a) for k in transfer_datasets for a in transfer_architectures]
-        ),
-        analysis.read_tables([paths.converge_path(k) for k in transfer_datasets]),
+        runs[runs["dataset"].isin(transfer_keys)],
+        analysis.read_tables([paths.transfer_path(c["dataset"], c["arch"]) for c in cells]),
+        analysis.read_tables([paths.converge_path(k) for k in transfer_keys]),
     )
     out["transfer_accuracy"] = transfer.accuracy(out["transfer_runs"], out["predictors"], datasets)
     out["transfer"] = transfer.comparison(out["transfer_runs"], transfer_ratios, grid_archs)

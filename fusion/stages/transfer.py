@@ -13,7 +13,7 @@ The main architecture's rows come from the ``train`` and ``converge`` stages;
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -45,6 +45,54 @@ def grid(
         out.append((seed, "random", 0.0, 1.0))
         out += [(seed, m, float(r), 1.0) for r in ratios for m in methods if r > 0]
     return out + [(int(s), "random", 0.0, float(factor)) for s in converge_seeds]
+
+
+def cost_seconds(
+    cells: Mapping[str, Mapping[str, str]],
+    seeds: Sequence[int],
+    ratios: Sequence[float],
+    methods: Sequence[str],
+    converge_seeds: Sequence[int],
+    factor: float,
+    unpruned_seconds: Mapping[str, float],
+    relative_cost: Mapping[str, float],
+    budget: str = "epochs",
+) -> pd.DataFrame:
+    """Estimated single-core seconds of each transfer cell, before it runs.
+
+    A run costs the main architecture's unpruned run on that dataset
+    (``unpruned_seconds``, measured by ``train``), times the architecture's
+    cost relative to it (``relative_cost``, from a benchmark), times the
+    budget multiplier, times the fraction of the training part kept when the
+    budget is a number of epochs (with ``"steps"`` every ratio trains as long).
+
+    Args:
+        cells: params.yaml ``transfer.cells`` (cell name -> ``dataset`` and ``arch``).
+        seeds: Split seeds of the grid (:func:`grid`).
+        ratios: Pruning ratios of the grid.
+        methods: Methods at every ratio.
+        converge_seeds: Seeds whose unpruned run is repeated with ``factor`` x the budget.
+        factor: Budget multiplier of the convergence check.
+        unpruned_seconds: Dataset key -> seconds of the main architecture's unpruned run.
+        relative_cost: Architecture -> its training time relative to the main architecture.
+        budget: ``"epochs"`` or ``"steps"`` (params.yaml ``train.budget``). Defaults to ``"epochs"``.
+
+    Returns:
+        ``cell``, ``dataset``, ``arch``, ``runs`` and ``seconds`` (the estimate), one row per cell.
+
+    Example:
+        >>> cost_seconds({"a-x": {"dataset": "a", "arch": "x"}}, [0], [0.5], ["random"], [0], 2.0,
+        ...              {"a": 10.0}, {"x": 3.0})[["runs", "seconds"]].to_dict("records")
+        [{'runs': 3, 'seconds': 105.0}]
+    """
+    runs = grid(seeds, ratios, methods, converge_seeds, factor)
+    units = sum(times * (1.0 if budget == "steps" else 1.0 - ratio) for _, _, ratio, times in runs)
+    rows = [
+        {"cell": name, "dataset": c["dataset"], "arch": c["arch"], "runs": len(runs),
+         "seconds": units * unpruned_seconds[c["dataset"]] * relative_cost[c["arch"]]}
+        for name, c in cells.items()
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=["cell", "dataset", "arch", "runs", "seconds"])
 
 
 def run(
