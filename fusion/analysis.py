@@ -67,6 +67,16 @@ CONVERGED = 0.03
 ALPHA = 0.05
 
 
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and the noun in the right number.
+
+    Example:
+        >>> count(1, "architecture"), count(3, "architecture"), count(2, "pair", "pairs of them")
+        ('1 architecture', '3 architectures', '2 pairs of them')
+    """
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def describe_doubling(change_pct: float, noun: str = "test MAE") -> str:
     """What doubling the training budget did to an MAE, in words that read correctly for either sign.
 

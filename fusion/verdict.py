@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from fusion import stats
-from fusion.analysis import ALPHA
+from fusion.analysis import ALPHA, count
 from fusion.transfer import headline_rows
 
 #: The number of architectures the paper's transfer claim covers.
@@ -261,8 +261,9 @@ def _transfer_verdict(
     if not rows:
         return {
             "status": "unresolved",
-            "reason": f"none of {len(accuracy)} (dataset, architecture) pairs of {n_arch} architectures passes "
-            "the convergence and accuracy gates",
+            "reason": f"{'the' if len(accuracy) == 1 else 'none of the'} "
+            f"{count(len(accuracy), '(dataset, architecture) pair')} of {count(n_arch, 'architecture')} "
+            f"{'fails' if len(accuracy) == 1 else 'passes'} the convergence and accuracy gates",
         }
     better = sum(r.improvement_pct > 0 for r in rows)
     sig_better = sum(r.improvement_pct > 0 and r.p_holm < ALPHA for r in rows)

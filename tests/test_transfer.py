@@ -211,7 +211,22 @@ def test_report_table_heatmap_and_sentence_agree():
     table, values = report.transfer_display(acc, comp, heads, {"phonons": "cm⁻¹"})
     assert len(table) == 3
     assert values["transfer_summary"].startswith(
-        "2 of 3 (dataset, architecture) pairs of 3 architectures pass"
+        "2 of 3 (dataset, architecture) pairs, over 3 architectures, pass the gates; the table below gives the "
+        "reason of each one that fails. On phonons at 40 % removed, FUSION (s = −1) has a lower MAE"
+    )
+    # One architecture that fails its gate: singular nouns, and the dataset said once, not once per ratio.
+    alone = transfer.grid_rows(
+        pd.DataFrame(), grid_frame({"cgcnn": 6}, doubled={"cgcnn": 5.0}), pd.DataFrame()
+    )
+    acc1, comp1 = transfer.accuracy(alone, predictors(), DATASETS), transfer.comparison(alone, [0.4, 0.8])
+    assert report.transfer_display(acc1, comp1, heads, {"phonons": "cm⁻¹"})[1]["transfer_summary"] == (
+        "0 of 1 (dataset, architecture) pair, over 1 architecture, pass the gates; the table below gives the "
+        "reason of each one that fails. On phonons no architecture passes the gates."
+    )
+    alone_verdict = verdict.verdict(pd.DataFrame(columns=["arch", "dataset", "method"]), pd.DataFrame(), [],
+                                    "cgcnn", transfer_accuracy=acc1, transfer=comp1, transfer_headline=heads)  # fmt: skip
+    assert alone_verdict["transfer_11_architectures"]["reason"] == (
+        "the 1 (dataset, architecture) pair of 1 architecture fails the convergence and accuracy gates"
     )
     by_arch = table.set_index("architecture")
     assert by_arch.loc["schnet", "counted?"] == "not converged (+5.0 % with twice the budget)"

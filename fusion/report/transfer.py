@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fusion.analysis import CONVERGED, GATE_MEDIAN
+from fusion.analysis import CONVERGED, GATE_MEDIAN, count
 from fusion.report.figures import pyplot
 from fusion.report.formatting import ci_cell, fmt_mae, fmt_p, label, signed, unit_of
 from fusion.report.study import FONT, placeholder
@@ -94,10 +94,13 @@ def transfer_display(
             star = "*" if c["p_holm"] < ALPHA else ""
             row[name] = f"{ci_cell(c['improvement_pct'], c['ci_low'], c['ci_high'])}{star}"
         rows.append(row)
+    n_pass = int(accuracy["passes"].sum())
+    sentence = transfer_sentence(comparison, accuracy, heads)
     summary = (
-        f"{int(accuracy['passes'].sum())} of {len(accuracy)} (dataset, architecture) pairs of "
-        f"{accuracy['arch'].nunique()} architectures pass (the table below says why each other one does not "
-        f"count). Over the gated ones, {transfer_sentence(comparison, accuracy, heads)}."
+        f"{n_pass} of {count(len(accuracy), '(dataset, architecture) pair')}, over "
+        f"{count(accuracy['arch'].nunique(), 'architecture')}, {'passes' if n_pass == 1 else 'pass'} the gates"
+        f"{'' if n_pass == len(accuracy) else '; the table below gives the reason of each one that fails'}. "
+        f"{sentence[:1].upper()}{sentence[1:]}."
     )
     return pd.DataFrame(rows), {"transfer_summary": summary}
 
@@ -165,19 +168,20 @@ def transfer_sentence(comparison: pd.DataFrame, accuracy: pd.DataFrame, heads: M
         return "the transfer grid was not run"
     gated = headline_rows(comparison, heads, accuracy)
     said = []
-    for key, ratio in sorted(set(zip(comparison["dataset"], comparison["ratio"], strict=True))):
-        part = gated[(gated["dataset"] == key) & (gated["ratio"] == ratio)]
-        if part.empty:
-            said.append(f"on {key} at {100 * ratio:g} % no architecture passes the gates")
+    for key in sorted(set(comparison["dataset"])):
+        if key not in set(gated["dataset"]):
+            said.append(f"on {key} no architecture passes the gates")
             continue
-        lower = int((part["improvement_pct"] > 0).sum())
-        sig = int(((part["improvement_pct"] > 0) & (part["p_holm"] < ALPHA)).sum())
-        worse = int(((part["improvement_pct"] < 0) & (part["p_holm"] < ALPHA)).sum())
-        said.append(
-            f"on {key} at {100 * ratio:g} % removed, {label(heads[key])} has a lower MAE than random for "
-            f"{lower} of {len(part)} gated architectures ({sig} Holm-significantly; {worse} significantly higher; "
-            f"smallest Holm p {fmt_p(part['p_holm'].min())})"
-        )
+        for ratio in sorted(set(comparison.loc[comparison["dataset"] == key, "ratio"])):
+            part = gated[(gated["dataset"] == key) & (gated["ratio"] == ratio)]
+            lower = int((part["improvement_pct"] > 0).sum())
+            sig = int(((part["improvement_pct"] > 0) & (part["p_holm"] < ALPHA)).sum())
+            worse = int(((part["improvement_pct"] < 0) & (part["p_holm"] < ALPHA)).sum())
+            said.append(
+                f"on {key} at {100 * ratio:g} % removed, {label(heads[key])} has a lower MAE than random for "
+                f"{lower} of {count(len(part), 'gated architecture')} ({sig} Holm-significantly; {worse} "
+                f"significantly higher; smallest Holm p {fmt_p(part['p_holm'].min())})"
+            )
     return "; ".join(said)
 
 
