@@ -277,8 +277,10 @@ def _transfer_verdict(
     if sig_worse or 2 * better < len(rows):
         status = "does not hold"
     elif better == len(rows) and 2 * sig_better > len(rows):
-        status = "holds" if n_measured >= PAPER_ARCHITECTURES else "unresolved"
-        if status == "unresolved":
+        if n_measured >= PAPER_ARCHITECTURES:
+            status = "holds"
+        else:
+            status = "unresolved"
             text += (f"; consistent with the claim, but on {n_measured} gated architectures of the paper's "
                      f"{PAPER_ARCHITECTURES}")  # fmt: skip
     else:

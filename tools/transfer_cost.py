@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fusion import paths
 from fusion.models import available
+from fusion.stages.common import load_tuned
 from fusion.stages.transfer import cost_seconds
 
 
@@ -46,7 +47,7 @@ def unpruned_seconds(params: dict, keys: list[str], main: str) -> dict[str, floa
     """
     out = {}
     for key in keys:
-        tuned = json.loads(paths.tune_choice_path(key).read_text())["epochs"]
+        tuned = load_tuned(key)["epochs"]
         tables = [paths.train_path(key, main, int(s)) for s in params["seeds"]]
         runs = pd.concat([pd.read_csv(t) for t in tables if t.exists()] or [pd.DataFrame()])
         if not runs.empty:
@@ -72,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     tr, main_arch = params["transfer"], params["analyze"]["arch"]
     cells = dict(tr["cells"])
     if args.datasets:
-        archs = [a for a in available() if a != main_arch] if args.all_architectures else tr_archs(cells)
+        archs = (
+            [a for a in available() if a != main_arch]
+            if args.all_architectures
+            else [*dict.fromkeys(c["arch"] for c in cells.values())]
+        )
         cells = {f"{k}-{a}": {"dataset": k, "arch": a} for k in args.datasets for a in archs}
     seeds = list(range(args.seeds)) if args.seeds else tr["seeds"]
     keys = sorted({c["dataset"] for c in cells.values()})
@@ -86,11 +91,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{len(est)} cells, {int(est['runs'].sum())} runs, {len(seeds)} seeds: about {total:.1f} core-hours "
           f"({total / 2:.1f} h on 2 cores)")  # fmt: skip
     return 0
-
-
-def tr_archs(cells: dict) -> list[str]:
-    """The architectures of ``cells``, in order of first appearance."""
-    return list(dict.fromkeys(c["arch"] for c in cells.values()))
 
 
 if __name__ == "__main__":

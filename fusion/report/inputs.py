@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from fusion.analysis import count
+
 
 def read_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     """Read the pipeline's ``params.yaml`` (the active profile)."""
@@ -106,8 +108,7 @@ def transfer_scope(transfer: Mapping[str, Any]) -> str:
         f"{a} on {', '.join(ks[:-1]) + ' and ' + ks[-1] if len(ks) > 1 else ks[0]}"
         for a, ks in by_arch.items()
     ]
-    n = len(transfer.get("seeds", []))
-    return f"{'; '.join(parts)} ({n} seed{'s' if n != 1 else ''})"
+    return f"{'; '.join(parts)} ({count(len(transfer.get('seeds', [])), 'seed')})"
 
 
 def _profile_name(params: Mapping[str, Any], root: str | Path = ".") -> str:
